@@ -1,0 +1,1 @@
+"""genbench: verl generalization regression benchmark."""

@@ -1,0 +1,81 @@
+"""`genbench data ...`: build and validate datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "data", help="build and validate datasets", description="Build and validate datasets."
+    )
+    data_sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    build = data_sub.add_parser(
+        "build",
+        help="build all datasets of a profile",
+        description=(
+            "Generate every family's splits deterministically from the profile's seed and sizes and write "
+            "verl RL parquet (rl/<family>/<split>.parquet), SFT parquet (sft/...) and datasets.json."
+        ),
+    )
+    build.add_argument(
+        "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
+    )
+    build.add_argument("--out", required=True, help="output directory")
+    build.add_argument("--seed", type=int, default=None, help="override the profile's data seed")
+    build.add_argument("--no-validate", action="store_true", help="skip Great Expectations validation")
+    build.set_defaults(func=_build)
+
+    validate = data_sub.add_parser(
+        "validate",
+        help="validate a built dataset directory",
+        description=(
+            "Run the Great Expectations suites and cross-split contamination checks on DIR. "
+            "Exit 0 when valid; non-zero with a readable report when not."
+        ),
+    )
+    validate.add_argument("dir", help="directory holding datasets.json")
+    validate.add_argument(
+        "--report", default=None, help="write the JSON report here (default: DIR/validation/)"
+    )
+    validate.add_argument(
+        "--profile", default=None, help="profile whose bounds apply (default: the manifest's)"
+    )
+    validate.set_defaults(func=_validate)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from genbench_tasks.data.build import build_datasets
+    from genbench_tasks.profiles import load_profile
+
+    overrides = {"data": {"seed": args.seed}} if args.seed is not None else None
+    profile = load_profile(args.profile, overrides)
+    manifest = build_datasets(profile, args.out)
+    for entry in manifest.datasets:
+        print(f"{entry.name:32s} {entry.rows:6d} rows  {args.out}/{entry.path}")
+    if not args.no_validate:
+        from genbench_tasks.validation import validate_dataset_dir
+
+        report = validate_dataset_dir(args.out, profile=profile)
+        print(f"validation: {'passed' if report.success else 'FAILED'}  ({report.report_path})")
+        if not report.success:
+            print(report.summary(), file=sys.stderr)
+            return 1
+    print(f"datasets: {args.out}/datasets.json")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from genbench_tasks.profiles import load_profile
+    from genbench_tasks.validation import validate_dataset_dir
+
+    profile = load_profile(args.profile) if args.profile else None
+    report = validate_dataset_dir(args.dir, profile=profile, report_dir=args.report)
+    print(json.dumps({"success": report.success, "report": str(report.report_path)}))
+    if not report.success:
+        print(report.summary(), file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,195 @@
+"""Build every split of every family deterministically and export verl RL + SFT parquet with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from genbench_tasks.data.sources import load_custom
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.families import Example, TaskFamily, get_family
+from genbench_tasks.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "datasets.json"
+SPLITS = ("train", "val", "test")
+
+# Explicit Arrow schemas: identical bytes for identical inputs, and the exact columns verl reads.
+RL_SCHEMA = pa.schema(
+    [
+        ("data_source", pa.string()),
+        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        (
+            "extra_info",
+            pa.struct(
+                [
+                    ("split", pa.string()),
+                    ("index", pa.int64()),
+                    ("id", pa.string()),
+                    ("family", pa.string()),
+                    ("reference", pa.string()),
+                ]
+            ),
+        ),
+    ]
+)
+SFT_SCHEMA = pa.schema(
+    [("id", pa.string()), ("data_source", pa.string()), ("prompt", pa.string()), ("response", pa.string())]
+)
+
+
+class DatasetEntry(BaseModel):
+    name: str  # "<family>/<split>" (+ ".sft")
+    family: str
+    split: str
+    role: str
+    format: str  # "rl" | "sft"
+    data_source: str
+    path: str  # relative to the manifest
+    rows: int
+    sha256: str
+
+
+class DatasetManifest(BaseModel):
+    profile: str
+    seed: int
+    families: list[str]
+    datasets: list[DatasetEntry]
+
+    def get(self, family: str, split: str, fmt: str = "rl") -> DatasetEntry:
+        for entry in self.datasets:
+            if entry.family == family and entry.split == split and entry.format == fmt:
+                return entry
+        raise GenbenchError(f"dataset {family}/{split} ({fmt}) is not in the manifest")
+
+    def content_hash(self) -> str:
+        blob = "".join(sorted(f"{d.path}:{d.sha256}" for d in self.datasets)).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_examples(
+    family: TaskFamily, examples: list[Example], sizes: dict[str, int]
+) -> dict[str, list[Example]]:
+    """Consecutive, disjoint slices in train/val/test order (examples are distinct by prompt)."""
+    out, start = {}, 0
+    for split in SPLITS:
+        n = sizes.get(split, 0)
+        if n and split not in family.splits:
+            raise GenbenchError(f"family {family.name!r} has no {split!r} split (role {family.role})")
+        out[split] = examples[start : start + n]
+        start += n
+    return out
+
+
+def rl_rows(family: TaskFamily, split: str, examples: list[Example]) -> list[dict]:
+    return [
+        {
+            "data_source": family.data_source,
+            "prompt": family.render_prompt(ex),
+            "ability": family.ability,
+            "reward_model": {"style": "rule", "ground_truth": ex.ground_truth},
+            "extra_info": {
+                "split": split,
+                "index": i,
+                "id": ex.id,
+                "family": family.name,
+                "reference": ex.reference,
+            },
+        }
+        for i, ex in enumerate(examples)
+    ]
+
+
+def sft_rows(family: TaskFamily, examples: list[Example]) -> list[dict]:
+    return [
+        {"id": ex.id, "data_source": family.data_source, "prompt": ex.prompt, "response": ex.reference}
+        for ex in examples
+    ]
+
+
+def _write(rows: list[dict], schema: pa.Schema, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path, compression="zstd", write_statistics=False)
+    return sha256_file(path)
+
+
+def build_datasets(profile: Profile, out_dir: str | Path) -> DatasetManifest:
+    """Generate all configured families and custom datasets; write parquet files and `datasets.json`."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenbenchError(f"cannot write to {out}: {exc.strerror}") from exc
+    entries: list[DatasetEntry] = []
+    per_family: dict[str, dict[str, list[Example]]] = {}
+    for name in profile.data.families:
+        family = get_family(name)
+        sizes = profile.data.sizes.get(name)
+        if sizes is None:
+            raise GenbenchError(f"profile {profile.name!r} gives no sizes for family {name!r}")
+        size_map = sizes.model_dump()
+        total = sum(size_map.values())
+        log.info("building %s: %s (seed %d)", name, size_map, profile.data.seed)
+        per_family[name] = split_examples(family, family.build(profile.data.seed, total), size_map)
+    for spec in profile.data.custom:
+        per_family.setdefault(spec.family, {}).setdefault(spec.split, []).extend(load_custom(spec))
+    for name, splits in per_family.items():
+        family = get_family(name)
+        for split, examples in splits.items():
+            if not examples:
+                continue
+            for fmt, rows, schema in (
+                ("rl", rl_rows(family, split, examples), RL_SCHEMA),
+                ("sft", sft_rows(family, examples), SFT_SCHEMA),
+            ):
+                rel = f"{fmt}/{name}/{split}.parquet"
+                digest = _write(rows, schema, out / rel)
+                entries.append(
+                    DatasetEntry(
+                        name=f"{name}/{split}" + ("" if fmt == "rl" else ".sft"),
+                        family=name,
+                        split=split,
+                        role=family.role,
+                        format=fmt,
+                        data_source=family.data_source,
+                        path=rel,
+                        rows=len(rows),
+                        sha256=digest,
+                    )
+                )
+    manifest = DatasetManifest(
+        profile=profile.name, seed=profile.data.seed, families=list(per_family), datasets=entries
+    )
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+    log.info("wrote %d files and %s to %s", len(entries), MANIFEST_NAME, out)
+    return manifest
+
+
+def load_manifest(data_dir: str | Path) -> DatasetManifest:
+    path = Path(data_dir) / MANIFEST_NAME
+    if not Path(data_dir).is_dir():
+        raise GenbenchError(f"cannot read {data_dir}: not a directory")
+    if not path.is_file():
+        raise GenbenchError(f"{data_dir} has no {MANIFEST_NAME}; run `genbench data build` first")
+    try:
+        return DatasetManifest.model_validate_json(path.read_text())
+    except Exception as exc:
+        raise GenbenchError(f"{path}: malformed manifest ({str(exc).splitlines()[0]})") from exc

@@ -1,0 +1,103 @@
+"""User-supplied data: local or s3:// parquet / jsonl, or a Hugging Face `datasets` name, with a field mapping."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.families import Example, get_family
+from genbench_tasks.families.base import content_id
+
+
+class CustomDataset(BaseModel):
+    """Point a family's scorer at your own rows. `field_map` maps Example fields to your column names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    family: str  # whose scorer, prompt format and role apply
+    uri: str  # path, s3://bucket/key, or hf://<dataset name>[:<split>]
+    split: str = "test"
+    field_map: dict[str, str] = {"prompt": "prompt", "reference": "reference", "ground_truth": "ground_truth"}
+    limit: int | None = None
+
+
+def read_records(uri: str) -> list[dict]:
+    """Read rows from parquet/jsonl (local or s3://) or a `datasets` name (hf://name[:split])."""
+    if uri.startswith("hf://"):
+        import datasets
+
+        name, _, split = uri.removeprefix("hf://").partition(":")
+        try:
+            return list(datasets.load_dataset(name, split=split or "train"))
+        except Exception as exc:
+            raise GenbenchError(f"cannot load dataset {name!r}: {exc}") from exc
+    if uri.startswith("s3://"):
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(uri).name
+            _download_s3(uri, local)
+            return read_records(str(local))
+    path = Path(uri)
+    if not path.is_file():
+        raise GenbenchError(f"cannot read {uri}: no such file")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise GenbenchError(f"cannot read {uri}: not a valid parquet file ({exc})") from exc
+    if path.suffix in {".jsonl", ".json"}:
+        rows = []
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise GenbenchError(f"{uri}:{lineno}: invalid JSON ({exc.msg})") from exc
+        return rows
+    raise GenbenchError(f"cannot read {uri}: expected .parquet or .jsonl")
+
+
+def _download_s3(uri: str, local: Path) -> None:
+    import boto3
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        boto3.client("s3").download_file(bucket, key, str(local))
+    except Exception as exc:
+        raise GenbenchError(f"cannot read {uri}: {exc}") from exc
+
+
+def load_custom(spec: CustomDataset) -> list[Example]:
+    family = get_family(spec.family)
+    rows = read_records(spec.uri)
+    if spec.limit is not None:
+        rows = rows[: spec.limit]
+    if not rows:
+        raise GenbenchError(f"custom dataset {spec.name!r} ({spec.uri}) is empty")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            fields = {k: row[col] for k, col in spec.field_map.items()}
+        except KeyError as exc:
+            raise GenbenchError(
+                f"custom dataset {spec.name!r}: row {i} has no column {exc.args[0]!r}"
+            ) from None
+        gt = fields.get("ground_truth", fields.get("reference"))
+        if not isinstance(gt, str):
+            gt = json.dumps(gt, sort_keys=True)
+        out.append(
+            Example(
+                id=str(fields.get("id") or content_id(family.name[:2], spec.name, str(fields["prompt"]))),
+                prompt=str(fields["prompt"]),
+                reference=str(fields.get("reference", gt)),
+                ground_truth=gt,
+                extra={"custom_dataset": spec.name},
+            )
+        )
+    return out

@@ -1,0 +1,171 @@
+"""Typed run profiles: one code path, different scale (embedded CPU default vs Ray GPU cluster)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from genbench_tasks.data.sources import CustomDataset
+from genbench_tasks.errors import GenbenchError
+
+PROFILE_ALIASES = {"local": "local-cpu"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSizes(_Strict):
+    train: int = 0
+    val: int = 0
+    test: int = 0
+
+
+class DataSettings(_Strict):
+    seed: int = 1234
+    families: list[str] = ["rewriting", "reasoning", "code_generation"]
+    sizes: dict[str, SplitSizes] = {}
+    # Contamination check between training and held-out texts (GPT-3 style 13-gram overlap).
+    contamination_ngram: int = 13
+    contamination_max_fraction: float = 0.0  # fraction of held-out items allowed to share an n-gram
+    custom: list[CustomDataset] = []  # user data, scored by an existing family
+
+
+class TinyModelSettings(_Strict):
+    architecture: Literal["llama", "qwen2"] = "llama"
+    vocab_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    max_position_embeddings: int = 512
+
+
+class ModelSettings(_Strict):
+    source: Literal["tiny", "hf"] = "tiny"
+    path: str | None = None  # HF id or local path when source == "hf"
+    tiny: TinyModelSettings = TinyModelSettings()
+
+
+class SFTSettings(_Strict):
+    steps: int = 200
+    batch_size: int = 16
+    lr: float = 3e-3
+
+
+class PPOSettings(_Strict):
+    """PPO + GAE hyper-parameters shared by both backends."""
+
+    steps: int = 20
+    rollout_batch_size: int = 16  # prompts per step
+    ppo_epochs: int = 1
+    mini_batch_size: int = 16
+    actor_lr: float = 5e-4
+    critic_lr: float = 1e-3
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip_ratio: float = 0.2
+    kl_coef: float = 0.01
+    kl_ctrl: Literal["fixed", "adaptive"] = "fixed"
+    kl_target: float = 0.1
+    entropy_coeff: float = 0.0
+    temperature: float = 1.0
+    max_prompt_length: int = 256
+    max_response_length: int = 64
+    save_freq: int = 10
+
+
+class ClusterSettings(_Strict):
+    """Resources for backend `verl` (GPU-only; ignored by `verl-core`)."""
+
+    nnodes: int = 1
+    n_gpus_per_node: int = 1
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.5
+    ppo_micro_batch_size_per_gpu: int = 4
+    log_prob_micro_batch_size_per_gpu: int = 8
+    rollout_n: int = 1
+    worker_image: str = "genbench-worker:verl-{verl_version}"
+
+
+class EvalSettings(_Strict):
+    backend: Literal["hf", "vllm"] = "hf"
+    samples_per_prompt: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 64
+    max_prompts_per_family: int | None = None
+    batch_size: int = 16
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    backend: Literal["verl-core", "verl"] = "verl-core"
+    verl_versions: list[str] = ["0.9.1"]
+    seeds: list[int] = [0, 1, 2, 3, 4]
+    baseline_version: str | None = None
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    sft: SFTSettings = SFTSettings()
+    ppo: PPOSettings = PPOSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    eval: EvalSettings = EvalSettings()
+    extra: dict = Field(default_factory=dict)
+
+    def config_hash(self) -> str:
+        """Stable hash of the resolved profile (used in cache keys and manifests)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def training_families(self) -> list[str]:
+        from genbench_tasks.families import get_family
+
+        return [f for f in self.data.families if get_family(f).role == "train"]
+
+
+def available_profiles() -> list[str]:
+    root = resources.files("genbench_tasks.profiles")
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str, overrides: dict | None = None) -> Profile:
+    """Load a packaged profile by name (or a YAML file path), optionally deep-merging overrides."""
+    from pathlib import Path
+
+    name = PROFILE_ALIASES.get(name_or_path, name_or_path)
+    path = Path(name)
+    if path.suffix in {".yaml", ".yml"}:
+        if not path.is_file():
+            raise GenbenchError(f"profile file not found: {path}")
+        raw = yaml.safe_load(path.read_text())
+    else:
+        res = resources.files("genbench_tasks.profiles") / f"{name}.yaml"
+        if not res.is_file():
+            raise GenbenchError(
+                f"unknown profile {name_or_path!r}; available: {', '.join(available_profiles())}"
+            )
+        raw = yaml.safe_load(res.read_text())
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    try:
+        return Profile.model_validate(raw)
+    except Exception as exc:  # pydantic.ValidationError -> one line
+        first = str(exc).splitlines()
+        raise GenbenchError(f"invalid profile {name_or_path!r}: {' '.join(first[:3])}") from exc
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
