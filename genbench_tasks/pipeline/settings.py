@@ -1,0 +1,37 @@
+"""Names the Airflow deployment must provide (connections, variables, env). One place, checked by tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Airflow connections.
+CONN_S3 = "genbench_s3"  # conn_type aws; extra.endpoint_url for MinIO/moto
+CONN_RAY = "genbench_ray"  # host/port of the Ray dashboard (Jobs API), e.g. http://ray-head:8265
+
+# Airflow variables.
+VAR_REPORT_URI = "genbench_report_uri"  # s3://bucket/prefix where runs and the history page are published
+VAR_WORK_DIR = "genbench_work_dir"  # storage shared by Airflow workers and Ray workers (runs, cell cache)
+VAR_WEBHOOK_URL = "genbench_webhook_url"  # optional: POST a JSON run summary here
+
+# Environment read when the DAG file is parsed (cheap, no DB access).
+ENV_SCHEDULE = "GENBENCH_NIGHTLY_CRON"
+DEFAULT_SCHEDULE = "0 2 * * *"
+ENV_DEFAULT_PROFILE = "GENBENCH_PROFILE"
+DEFAULT_PROFILE = "local-cpu"
+
+REQUIRED_CONNECTIONS = (CONN_S3, CONN_RAY)
+REQUIRED_VARIABLES = (VAR_REPORT_URI, VAR_WORK_DIR)
+OPTIONAL_VARIABLES = (VAR_WEBHOOK_URL,)
+
+
+def schedule() -> str:
+    return os.environ.get(ENV_SCHEDULE, DEFAULT_SCHEDULE)
+
+
+def default_profile() -> str:
+    return os.environ.get(ENV_DEFAULT_PROFILE, DEFAULT_PROFILE)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
