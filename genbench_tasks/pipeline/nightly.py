@@ -1,0 +1,327 @@
+"""The nightly study as plain functions; the Airflow DAG (dags/genbench_nightly.py) only wires them.
+
+plan_run -> build_data -> validate_data -> check_verl_config (per version) -> plan_cells
+-> [Ray jobs: SFT, PPO per version x seed, evaluation per label x seed] -> collect -> finalize -> publish
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.pipeline.cells import CellSpec, cell_key, code_version, write_spec
+
+log = logging.getLogger(__name__)
+
+# Cell artifacts too large to copy into every run directory (referenced by checkpoint.json instead).
+_NOT_COPIED = {"checkpoint", "state", "hf", "tmp"}
+
+
+class NightlyParams(BaseModel):
+    """What a nightly or a manual run asks for (the Airflow Params form maps onto this)."""
+
+    profile: str = "local-cpu"
+    verl_versions: list[str] = Field(default_factory=list)  # empty: the profile's
+    seeds: int = 5  # seeds 0..n-1
+    families: list[str] = Field(default_factory=list)  # empty: the profile's
+    baseline_version: str | None = None  # None/"": the profile's, else the first version
+    profile_overrides: dict = Field(default_factory=dict)
+
+
+class RunPlan(BaseModel):
+    run_id: str
+    run_name: str
+    date: str
+    rundir: str
+    cells_dir: str
+    profile_name: str
+    profile: dict
+    verl_versions: list[str]
+    seeds: list[int]
+    families: list[str]
+    baseline_version: str
+    code_version: str
+    data_hash: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.rundir) / "data"
+
+    def load_profile(self):
+        from genbench_tasks.profiles import Profile
+
+        return Profile.model_validate(self.profile)
+
+
+class CellPlan(BaseModel):
+    sft: CellSpec
+    train: list[CellSpec]
+    eval: list[CellSpec]
+
+    def all(self) -> list[CellSpec]:
+        return [self.sft, *self.train, *self.eval]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
+
+
+def write_run_manifest(plan: RunPlan, **fields) -> dict:
+    path = Path(plan.rundir) / "manifest.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current.update(
+        {
+            "run_id": plan.run_id,
+            "run_name": plan.run_name,
+            "date": plan.date,
+            "profile": plan.profile_name,
+            "profile_hash": plan.load_profile().config_hash(),
+            "verl_versions": plan.verl_versions,
+            "baseline_version": plan.baseline_version,
+            "seeds": plan.seeds,
+            "families": plan.families,
+            "code_version": plan.code_version,
+            "data_hash": plan.data_hash,
+        }
+    )
+    current.update(fields)
+    current["updated"] = datetime.now(timezone.utc).isoformat()
+    path.write_text(json.dumps(current, indent=2, default=str) + "\n")
+    return current
+
+
+def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str | None = None) -> RunPlan:
+    """Resolve the profile and the matrix; create the run directory. Fails fast on bad input."""
+    from genbench_tasks.families import get_family
+    from genbench_tasks.profiles import load_profile
+
+    profile = load_profile(params.profile, params.profile_overrides or None)
+    families = params.families or profile.data.families
+    for name in families:
+        get_family(name)
+        if name not in profile.data.families:
+            raise GenbenchError(f"family {name!r} is not built by profile {profile.name!r}")
+    versions = params.verl_versions or profile.verl_versions
+    if not versions:
+        raise GenbenchError("no verl versions to run")
+    if params.seeds < 1:
+        raise GenbenchError("seeds must be >= 1")
+    baseline = params.baseline_version or profile.baseline_version or versions[0]
+    if baseline not in versions:
+        log.warning("baseline %s is not in this run's versions %s; using %s", baseline, versions, versions[0])
+        baseline = versions[0]
+    date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    run_name = f"{date}_{_safe(run_id)}"
+    work = Path(work_dir)
+    rundir = work / "runs" / run_name
+    rundir.mkdir(parents=True, exist_ok=True)
+    plan = RunPlan(
+        run_id=run_id,
+        run_name=run_name,
+        date=date,
+        rundir=str(rundir),
+        cells_dir=str(work / "cells"),
+        profile_name=profile.name,
+        profile=profile.model_dump(mode="json"),
+        verl_versions=versions,
+        seeds=list(range(params.seeds)),
+        families=families,
+        baseline_version=baseline,
+        code_version=code_version(),
+    )
+    write_run_manifest(plan, status="running", started=datetime.now(timezone.utc).isoformat())
+    log.info(
+        "run %s: profile %s, versions %s, seeds %s -> %s",
+        run_name,
+        profile.name,
+        versions,
+        plan.seeds,
+        rundir,
+    )
+    return plan
+
+
+def build_data(plan: RunPlan) -> RunPlan:
+    from genbench_tasks.data.build import build_datasets
+
+    manifest = build_datasets(plan.load_profile(), plan.data_dir)
+    plan = plan.model_copy(update={"data_hash": manifest.content_hash()})
+    write_run_manifest(plan)
+    return plan
+
+
+def validate_data(plan: RunPlan) -> dict:
+    """GX suites + contamination checks; raises DataValidationError (the run stops, the report still publishes)."""
+    from genbench_tasks.validation import validate_dataset_dir
+
+    report = validate_dataset_dir(
+        plan.data_dir,
+        profile=plan.load_profile(),
+        report_dir=Path(plan.rundir) / "validation",
+        raise_on_failure=False,
+    )
+    write_run_manifest(plan, validation="passed" if report.success else "failed")
+    if not report.success:
+        from genbench_tasks.errors import DataValidationError
+
+        raise DataValidationError(
+            report.summary().splitlines()[0] if report.summary() else "validation failed"
+        )
+    return {"success": True, "report": str(report.report_path)}
+
+
+def check_verl_config(plan: RunPlan, version: str) -> dict:
+    """Compose the profile's verl overrides against that version's own Hydra config, before any job runs."""
+    from genbench_tasks.training.verl_config import check_config
+
+    result = check_config(plan.load_profile(), version)
+    return result if isinstance(result, dict) else {"version": version, "ok": True}
+
+
+def plan_cells(plan: RunPlan) -> CellPlan:
+    """Key every cell by its inputs and write its cell.json; finished cells keep their results."""
+    if plan.data_hash is None:
+        raise GenbenchError("plan_cells needs built data (data_hash)")
+    profile = plan.load_profile()
+    cells = Path(plan.cells_dir)
+    common = {"profile": profile.config_hash(), "data": plan.data_hash}
+
+    def make(kind, label, seed, version=None, checkpoint=None, upstream=None, families=None) -> CellSpec:
+        key = cell_key(
+            kind, label=label, seed=seed, verl=version, upstream=upstream, families=families, **common
+        )
+        spec = CellSpec(
+            kind=kind,
+            key=key,
+            label=label,
+            seed=seed,
+            verl_version=version,
+            profile=plan.profile,
+            data_dir=str(plan.data_dir),
+            cell_dir=str(cells / kind / key),
+            checkpoint_dir=checkpoint,
+            families=families,
+        )
+        write_spec(spec)
+        return spec
+
+    sft = make("sft", "sft", profile.data.seed)
+    sft_ckpt = str(Path(sft.cell_dir) / "checkpoint")
+    train = [
+        make("train", v, s, version=v, checkpoint=sft_ckpt, upstream=sft.key)
+        for v in plan.verl_versions
+        for s in plan.seeds
+    ]
+    evals = [
+        make("eval", "sft", s, checkpoint=sft_ckpt, upstream=sft.key, families=plan.families)
+        for s in plan.seeds
+    ]
+    evals += [
+        make(
+            "eval",
+            t.label,
+            t.seed,
+            checkpoint=str(Path(t.cell_dir) / "checkpoint"),
+            upstream=t.key,
+            families=plan.families,
+        )
+        for t in train
+    ]
+    cell_plan = CellPlan(sft=sft, train=train, eval=evals)
+    (Path(plan.rundir) / "cells.json").write_text(cell_plan.model_dump_json(indent=2))
+    done = sum(c.is_done() for c in cell_plan.all())
+    log.info("%d cells planned, %d already complete (cached)", len(cell_plan.all()), done)
+    return cell_plan
+
+
+def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
+    """RayJobOperator kwargs for one cell (entrypoint, deterministic id, runtime_env pinning verl)."""
+    from genbench_tasks.launch.ray_jobs import runtime_env_for_verl
+
+    profile = plan.load_profile()
+    production = profile.backend == "verl"
+    version = cell.verl_version or plan.baseline_version
+    image = profile.cluster.worker_image.format(verl_version=version) if production else None
+    if cell.kind == "train" and production:
+        from genbench_tasks.training.verl_launcher import build_job
+
+        entrypoint = build_job(profile, cell).entrypoint
+    else:
+        entrypoint = f"python -m genbench_tasks.pipeline.cells run {cell.cell_dir}"
+    pin = cell.kind == "train" or production
+    runtime_env = (
+        runtime_env_for_verl(version, mode="image" if production else "pip", image_uri=image, env_vars={})
+        if pin
+        else {}
+    )
+    return {
+        "entrypoint": entrypoint,
+        "submission_id": cell.submission_id,
+        "runtime_env": runtime_env,
+        "metadata": {
+            "genbench_cell": cell.key,
+            "kind": cell.kind,
+            "label": cell.label,
+            "seed": str(cell.seed),
+        },
+    }
+
+
+def pending(cells: list[CellSpec]) -> list[CellSpec]:
+    return [c for c in cells if not c.is_done()]
+
+
+def collect(plan: RunPlan, cell_plan: CellPlan) -> dict:
+    """Copy finished cells' small artifacts into the run directory layout; report missing ones."""
+    rundir = Path(plan.rundir)
+    missing = []
+    for cell in [cell_plan.sft, *cell_plan.train, *cell_plan.eval]:
+        if cell.kind == "sft":
+            dest = rundir / "train" / "sft"
+        elif cell.kind == "train":
+            dest = rundir / "train" / cell.label / f"seed={cell.seed}"
+        else:
+            dest = rundir / "eval" / cell.label / f"seed={cell.seed}"
+        if not cell.is_done():
+            missing.append(f"{cell.kind}:{cell.label}:seed={cell.seed}")
+            continue
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(cell.cell_dir, dest, ignore=lambda d, names: [n for n in names if n in _NOT_COPIED])
+        if (Path(cell.cell_dir) / "checkpoint").is_dir():
+            (dest / "checkpoint.json").write_text(
+                json.dumps({"cell_key": cell.key, "path": str(Path(cell.cell_dir) / "checkpoint")}, indent=2)
+            )
+    if missing:
+        log.warning("%d cells missing (failed or not run): %s", len(missing), ", ".join(missing))
+    write_run_manifest(plan, missing_cells=missing)
+    return {"missing": missing}
+
+
+def finalize(plan: RunPlan) -> dict:
+    """Aggregate across seeds and compare every version against the baseline."""
+    from genbench_tasks.evaluation.aggregate import aggregate
+    from genbench_tasks.evaluation.compare import compare_versions
+
+    aggregate(plan.rundir)
+    rows = compare_versions(plan.rundir, baseline=plan.baseline_version)
+    verdicts: dict[str, int] = {}
+    for row in rows:
+        verdict = row["verdict"] if isinstance(row, dict) else row.verdict
+        verdicts[verdict] = verdicts.get(verdict, 0) + 1
+    write_run_manifest(plan, verdicts=verdicts)
+    return {"verdicts": verdicts}
+
+
+def mark_finished(plan: RunPlan, status: str) -> None:
+    write_run_manifest(
+        plan, status=status, finished=datetime.now(timezone.utc).isoformat(), finished_ts=time.time()
+    )
