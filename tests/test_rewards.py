@@ -43,10 +43,9 @@ def test_unknown_data_source_is_a_clear_error():
 
 def test_verl_reward_loader_loads_and_calls_our_function():
     """The installed verl's own mechanism: reward.custom_reward_function.{path,name} -> get_custom_reward_fn."""
+    import verl
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    import verl
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
     config_dir = Path(verl.__file__).parent / "trainer" / "config"
