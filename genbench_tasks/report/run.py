@@ -1,0 +1,319 @@
+"""The per-run HTML report: study tables with CIs per family, generalization gap, regression verdicts,
+data validation, sample links and training reward curves. Links are relative to the run root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genbench_tasks.report.data import (
+    ComparisonView,
+    FamilyView,
+    RunData,
+    load_run,
+    metric_label,
+    sort_versions,
+)
+from genbench_tasks.report.html import badge, e, fmt, fmt_p, page, stat_cell, table
+from genbench_tasks.report.svg import BarGroup, Series, bar_chart, line_chart
+
+VERDICT_ORDER = ("regression", "improvement", "no change", "insufficient data")
+
+
+def _header(run: RunData, history_href: str | None) -> str:
+    m = run.manifest
+    meta = [
+        ("status", badge(run.status)),
+        ("date", e(run.date)),
+        ("run id", e(run.run_id)),
+        ("profile", e(m.get("profile") or "–")),
+        ("verl", e(", ".join(str(v) for v in m.get("verl_versions") or []) or "–")),
+        ("baseline", e(m.get("baseline_version") or "–")),
+        ("seeds", e(", ".join(str(s) for s in m.get("seeds") or []) or "–")),
+        ("data validation", badge(run.validation.status)),
+    ]
+    for key in ("code_version", "data_hash", "profile_hash"):
+        if m.get(key):
+            meta.append((key.replace("_", " "), f"<code>{e(str(m[key])[:16])}</code>"))
+    links = [("manifest.json", "manifest.json")]
+    if run.summary_raw is not None:
+        links.append(("summary.json", "summary.json"))
+    if (run.root / "comparison.json").is_file():
+        links.append(("comparison.json", "comparison.json"))
+    links.append(("published objects", "published.json"))
+    if history_href:
+        links.insert(0, ("history of all runs", history_href))
+    toc = [
+        ("#regressions", "Regression check"),
+        ("#gap", "Generalization gap"),
+        ("#tables", "Study tables"),
+        ("#training", "Training reward"),
+        ("#validation", "Data validation"),
+        ("#samples", "Samples"),
+    ]
+    return (
+        f"<h1>genbench nightly: {e(run.run_key)}</h1>"
+        + '<div class="meta">'
+        + "".join(f"<span>{e(k)}: <b>{v}</b></span>" for k, v in meta)
+        + "</div>"
+        + '<div class="meta">'
+        + " · ".join(f'<a href="{e(href)}">{e(text)}</a>' for text, href in links)
+        + "</div>"
+        + '<nav class="toc">'
+        + "".join(f'<a href="{e(h)}">{e(t)}</a>' for h, t in toc)
+        + "</nav>"
+    )
+
+
+def _warnings(run: RunData) -> str:
+    items = list(run.summary.warnings) if run.summary else []
+    missing = run.manifest.get("missing_cells") or []
+    if missing:
+        items.append(f"{len(missing)} cells missing (failed or not run): {', '.join(map(str, missing))}")
+    if run.summary is None:
+        items.append(f"no summary.json: the run did not reach aggregation (status: {run.status})")
+    if not items:
+        return ""
+    return (
+        '<div class="warn"><b>Warnings</b><ul>' + "".join(f"<li>{e(w)}</li>" for w in items) + "</ul></div>"
+    )
+
+
+def _regressions(rows: list[ComparisonView]) -> str:
+    out = ['<h2 id="regressions">Regression check</h2>']
+    if not rows:
+        return out[0] + '<p class="muted">No comparison rows (comparison.json missing or empty).</p>'
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_ORDER}
+    counts.update({r.verdict: sum(x.verdict == r.verdict for x in rows) for r in rows})
+    out.append(
+        "<p>" + " ".join(f"{badge(v, 'v')} <b>{n}</b>&nbsp;&nbsp;" for v, n in counts.items() if n) + "</p>"
+    )
+    has_versions = any(r.candidate for r in rows)
+    has_paired = any(r.p_paired is not None for r in rows)
+    headers = [("family", True), ("metric", True)]
+    if has_versions:
+        headers.append(("candidate vs baseline", True))
+    headers += [
+        ("n", False),
+        ("mean cand.", False),
+        ("mean base", False),
+        ("diff [CI]", False),
+        ("p Welch", False),
+    ]
+    if has_paired:
+        headers.append(("p paired", False))
+    headers += [("p adj.", False), ("MDE", False), ("verdict", True), ("p var.", False), ("stability", True)]
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    body = []
+    for r in sorted(rows, key=lambda r: (rank.get(r.verdict, 9), r.family, r.candidate or "", r.metric)):
+        ci = ""
+        if r.diff_ci and r.diff_ci[0] is not None and r.diff_ci[1] is not None:
+            ci = f" [{fmt(r.diff_ci[0])}, {fmt(r.diff_ci[1])}]"
+        cells = [f'<td class="l">{e(r.family)}</td>', f'<td class="l nw">{e(metric_label(r.metric))}</td>']
+        if has_versions:
+            cells.append(f'<td class="l nw">{e(r.candidate or "?")} vs {e(r.baseline or "?")}</td>')
+        n_c = r.n_candidate if r.n_candidate is not None else "–"
+        n_b = r.n_baseline if r.n_baseline is not None else "–"
+        cells += [
+            f'<td class="nw">{e(n_c)}/{e(n_b)}</td>',
+            f"<td>{e(fmt(r.mean_candidate))}</td>",
+            f"<td>{e(fmt(r.mean_baseline))}</td>",
+            f'<td class="stat">{e(fmt(r.diff) + ci)}</td>',
+            f"<td>{e(fmt_p(r.p_welch))}</td>",
+        ]
+        if has_paired:
+            cells.append(f"<td>{e(fmt_p(r.p_paired))}</td>")
+        cells += [
+            f"<td>{e(fmt_p(r.p_adjusted))}</td>",
+            f"<td>{e(fmt(r.min_detectable_effect))}</td>",
+            f'<td class="l">{badge(r.verdict, "v")}</td>',
+            f"<td>{e(fmt_p(r.p_variance))}</td>",
+            f'<td class="l">{badge(r.stability_verdict, "vs") if r.stability_verdict else "–"}</td>',
+        ]
+        body.append(f'<tr class="row-{e(r.verdict.replace(" ", "-"))}">{"".join(cells)}</tr>')
+    out.append(table(headers, body, "regressions"))
+    return "".join(out)
+
+
+def _gap(run: RunData) -> str:
+    out = ['<h2 id="gap">Generalization gap (in-domain vs held-out success)</h2>']
+    gaps = run.summary.gap if run.summary else []
+    if not gaps:
+        return out[0] + '<p class="muted">No generalization-gap rows.</p>'
+    rows = []
+    for g in gaps:
+        rows.append(
+            f'<tr><td class="l">{e(g.version)}</td><td>{e(g.n_seeds if g.n_seeds is not None else "–")}</td>'
+            f"<td>{e(fmt(g.in_domain_success))}</td><td>{e(fmt(g.heldout_success))}</td>{stat_cell(g.gap)}</tr>"
+        )
+    out.append(
+        table(
+            [
+                ("version", True),
+                ("seeds", False),
+                ("in-domain", False),
+                ("held-out", False),
+                ("gap ± std [CI]", False),
+            ],
+            rows,
+            "gap",
+        )
+    )
+    groups = [
+        BarGroup(label=g.version, values={"in-domain": g.in_domain_success, "held-out": g.heldout_success})
+        for g in gaps
+    ]
+    chart = bar_chart(
+        groups,
+        title="Success rate: in-domain vs held-out",
+        series_names=["in-domain", "held-out"],
+        y_label="success rate",
+        y_range=(0.0, None),
+    )
+    out.append(f'<div class="charts"><div class="chart-box">{chart}</div></div>')
+    return "".join(out)
+
+
+def _family(fam: FamilyView) -> str:
+    role = f" {badge('held-out' if fam.role == 'heldout' else 'in-domain', 'vs')}" if fam.role else ""
+    out = [f'<h3 id="family-{e(fam.name)}">{e(fam.name)}{role}</h3>']
+    keys = fam.metric_keys()
+    versions = sort_versions(r.version for r in fam.table1)
+    by_version = {r.version: r for r in fam.table1}
+    rows = []
+    for v in versions:
+        r = by_version[v]
+        n = r.n_runs if r.n_runs is not None else "–"
+        rows.append(
+            f'<tr><td class="l">{e(v)}</td><td>{e(n)}</td>'
+            + "".join(stat_cell(r.metrics.get(k)) for k in keys)
+            + "</tr>"
+        )
+    if rows:
+        out.append('<div class="small muted">Table 1: mean ± std across seeds [95% CI] n</div>')
+        out.append(
+            table([("version", True), ("runs", False)] + [(metric_label(k), False) for k in keys], rows, "t1")
+        )
+    t2_keys = sorted({k for r in fam.table2 for k in r.values}, key=lambda k: (k != "success_rate_std", k))
+    rows2 = []
+    by_version2 = {r.version: r for r in fam.table2}
+    for v in sort_versions(by_version2):
+        r = by_version2[v]
+        n = r.n_runs if r.n_runs is not None else "–"
+        rows2.append(
+            f'<tr><td class="l">{e(v)}</td><td>{e(n)}</td>'
+            + "".join(f"<td>{e(fmt(r.values.get(k)))}</td>" for k in t2_keys)
+            + "</tr>"
+        )
+    if rows2:
+        out.append('<div class="small muted">Table 2: seed-to-seed spread</div>')
+        out.append(
+            table(
+                [("version", True), ("runs", False)] + [(metric_label(k), False) for k in t2_keys],
+                rows2,
+                "t2",
+            )
+        )
+    return "".join(out)
+
+
+def _tables(run: RunData) -> str:
+    out = ['<h2 id="tables">Study tables per family</h2>']
+    fams = run.summary.families if run.summary else {}
+    if not fams:
+        return out[0] + '<p class="muted">No study tables.</p>'
+    ordered = sorted(fams.values(), key=lambda f: (f.role != "train", f.role != "heldout", f.name))
+    return "".join(out + [_family(f) for f in ordered])
+
+
+def _training(run: RunData) -> str:
+    out = ['<h2 id="training">Training reward per version and seed</h2>']
+    if not run.curves:
+        return out[0] + '<p class="muted">No train/*/seed=*/metrics.jsonl with a reward column.</p>'
+    charts = []
+    for version, seeds in run.curves.items():
+        series = [Series(name=f"seed {seed}", points=pts) for seed, pts in seeds.items()]
+        charts.append(
+            '<div class="chart-box">'
+            + line_chart(series, title=f"verl {version}: mean reward", width=360, height=220, x_label="step")
+            + "</div>"
+        )
+    out.append(f'<div class="charts">{"".join(charts)}</div>')
+    return "".join(out)
+
+
+def _validation(run: RunData) -> str:
+    v = run.validation
+    out = [f'<h2 id="validation">Data validation</h2><p>Status: {badge(v.status)}']
+    if v.html_href:
+        out.append(f' · <a href="{e(v.html_href)}">Great Expectations data docs</a>')
+    if v.report_href:
+        out.append(f' · <a href="{e(v.report_href)}">{e(v.report_href.rsplit("/", 1)[-1])}</a>')
+    out.append("</p>")
+    if v.details:
+        out.append("<ul>" + "".join(f"<li>{e(d)}</li>" for d in v.details) + "</ul>")
+    if run.datasets:
+        rows = [
+            f'<tr><td class="l">{e(d.get("name") or d.get("family") or "?")}</td>'
+            f'<td class="l">{e(d.get("split", ""))}</td><td>{e(d.get("rows", ""))}</td></tr>'
+            for d in run.datasets
+        ]
+        out.append(table([("dataset", True), ("split", True), ("rows", False)], rows, "datasets"))
+    return "".join(out)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _samples(run: RunData) -> str:
+    out = ['<h2 id="samples">Evaluation samples</h2>']
+    if not run.samples:
+        return out[0] + '<p class="muted">No eval/*/seed=*/samples.*.jsonl files.</p>'
+    families = sorted({s.family for s in run.samples})
+    grid: dict[tuple[str, str], dict[str, str]] = {}
+    for s in run.samples:
+        grid.setdefault((s.label, s.seed), {})[s.family] = (
+            f'<a href="{e(s.href)}" title="{e(_size(s.size))}">{e(s.family)}</a>'
+        )
+    order = {v: i for i, v in enumerate(sort_versions(label for label, _ in grid))}
+    rows = []
+    for label, seed in sorted(grid, key=lambda k: (order[k[0]], len(k[1]), k[1])):
+        cells = "".join(f'<td class="l">{grid[(label, seed)].get(f, "–")}</td>' for f in families)
+        rows.append(f'<tr><td class="l">{e(label)}</td><td class="l">{e(seed)}</td>{cells}</tr>')
+    out.append(table([("model", True), ("seed", True)] + [(f, True) for f in families], rows, "samples"))
+    return "".join(out)
+
+
+def render_run_report(
+    rundir: str | Path | RunData,
+    *,
+    base_href: str | None = None,
+    history_href: str | None = "../../index.html",
+) -> str:
+    """Self-contained HTML report of one run (inline CSS + SVG, no scripts, relative links).
+
+    ``base_href``: set when the page is served from elsewhere than the run root (``latest/``).
+    """
+    run = rundir if isinstance(rundir, RunData) else load_run(rundir)
+    body = "".join(
+        [
+            _header(run, history_href),
+            _warnings(run),
+            _regressions(run.comparison),
+            _gap(run),
+            _tables(run),
+            _training(run),
+            _validation(run),
+            _samples(run),
+        ]
+    )
+    stamp = run.manifest.get("finished") or run.manifest.get("updated") or ""
+    footer = f"Run {run.run_key}" + (f", last updated {stamp}" if stamp else "") + "."
+    return page(f"genbench {run.run_key}", body, base_href=base_href, footer=footer)
+
+
+__all__ = ["render_run_report"]
