@@ -535,7 +535,9 @@ def test_cli_eval_and_ray_entrypoint(ckpt, data_dir, tmp_path, monkeypatch, caps
     assert "done:" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_label"] == "0.9.1" and manifest["settings"]["samples_per_prompt"] == 2
-    assert run.main([*args, *small, "--batch-size", "1"]) == 0  # Ray entrypoint: same inputs -> cached
+    assert (
+        run.main([*args, *small, "--batch-size", "1", "--resume"]) == 0
+    )  # Ray entrypoint: same inputs -> cached
     assert "cached:" in capsys.readouterr().out
 
 

@@ -264,12 +264,15 @@ def evaluate_checkpoint(
     *,
     embedder: Embedder | None = None,
     generator: Any | None = None,
+    generator_kwargs: dict[str, Any] | None = None,
     force: bool = False,
 ) -> EvalResult:
     """Sample K responses per test prompt of every family (or ``families``), score, and write the run.
 
     ``generator`` reuses an already loaded model (:func:`~genbench_tasks.evaluation.generation.load_generator`);
-    ``embedder`` overrides the consistency embedder (default all-MiniLM-L6-v2). ``force`` ignores the cache.
+    ``generator_kwargs`` go to the backend when it is loaded (after the cache check; e.g. vLLM's
+    ``tensor_parallel_size``); ``embedder`` overrides the consistency embedder (default all-MiniLM-L6-v2).
+    ``force`` ignores the cache.
     """
     from genbench_tasks.data.build import load_manifest
     from genbench_tasks.evaluation.generation import PromptRequest, check_sampling, load_generator
@@ -304,7 +307,7 @@ def evaluate_checkpoint(
         "checkpoint_sha256": ckpt_hash,
         "data_hash": manifest.content_hash(),
         "seed": seed,
-        "families": chosen,
+        "families": sorted(chosen),
         "sampling": _sampling_key(settings),
         "model_label": label,
     }
@@ -330,7 +333,11 @@ def evaluate_checkpoint(
         ", ".join(chosen),
     )
     t_load = time.monotonic()
-    gen = generator if generator is not None else load_generator(ckpt, settings.backend)
+    gen = (
+        generator
+        if generator is not None
+        else load_generator(ckpt, settings.backend, **(generator_kwargs or {}))
+    )
     if getattr(gen, "backend", settings.backend) != settings.backend:
         raise GenbenchError(f"generator backend {gen.backend!r} does not match settings {settings.backend!r}")
     timings: dict[str, Any] = {"load_s": round(time.monotonic() - t_load, 3), "families": {}}
@@ -447,7 +454,9 @@ def evaluate_checkpoint(
             )
             + " = row_seed(seed, prompt_id, sample_index) (sha256)",
         },
-        embedder=None if embedder is None else type(embedder).__name__,
+        embedder="MiniLMEmbedder (all-MiniLM-L6-v2, default)"
+        if embedder is None
+        else type(embedder).__name__,
         versions=package_versions(),
         platform={"machine": platform.machine(), "system": platform.system(), "node": platform.node()},
         timings=timings,
@@ -529,7 +538,17 @@ def find_data_dir(checkpoint_dir: Path) -> Path:
 
 
 def run_from_args(args: argparse.Namespace) -> EvalResult:
+    from genbench_tasks.profiles import load_profile
+
     settings = settings_from_args(args)
+    generator_kwargs: dict[str, Any] = {}
+    if settings.backend == "vllm":
+        cluster = load_profile(args.profile).cluster
+        generator_kwargs = {
+            "tensor_parallel_size": cluster.tensor_parallel_size,
+            "gpu_memory_utilization": cluster.gpu_memory_utilization,
+            "seed": args.seed,
+        }
     if args.threads is not None:
         if args.threads < 1:
             raise GenbenchError(f"--threads must be >= 1 (got {args.threads})")
@@ -547,6 +566,7 @@ def run_from_args(args: argparse.Namespace) -> EvalResult:
         families=args.families,
         settings=settings,
         model_label=args.model_label,
+        generator_kwargs=generator_kwargs,
         force=args.force,
     )
 
@@ -575,6 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_eval_arguments(parser, data_required=True)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="accepted from the Ray launcher's retries; a no-op (complete runs are cached, incomplete ones redone)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
