@@ -82,5 +82,5 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _latest_published(work: Path) -> dict | None:
-    runs = sorted((work / "runs").glob("*/published.json"), key=lambda p: p.stat().st_mtime)
+    runs = sorted((work / "runs").glob("*/.publish_result.json"), key=lambda p: p.stat().st_mtime)
     return json.loads(runs[-1].read_text()) if runs else None

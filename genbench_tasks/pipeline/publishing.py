@@ -1,0 +1,44 @@
+"""Publish a nightly run from Airflow: settle its status, render the report, upload via the S3Hook."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from genbench_tasks.pipeline import settings
+from genbench_tasks.pipeline.nightly import RunPlan, mark_finished
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = ".publish_result.json"  # local record of where the report went (dot files are not uploaded)
+
+
+def run_status(rundir: str | Path) -> str:
+    """success | failed-validation | partial (some cells missing) | failed (no summary)."""
+    root = Path(rundir)
+    manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").is_file() else {}
+    if manifest.get("validation") == "failed":
+        return "failed-validation"
+    if not (root / "summary.json").is_file():
+        return "failed"
+    return "partial" if manifest.get("missing_cells") else "success"
+
+
+def publish_from_airflow(plan: RunPlan) -> dict:
+    from airflow.sdk import Variable
+
+    from genbench_tasks.publish.s3 import S3Store, publish_run
+    from genbench_tasks.report import load_run, render_run_report
+
+    status = run_status(plan.rundir)
+    mark_finished(plan, status)
+    local_report = Path(plan.rundir) / "report.html"  # publish renders its own; this is the local copy
+    local_report.write_text(render_run_report(load_run(Path(plan.rundir))))
+    result = publish_run(
+        plan.rundir, Variable.get(settings.VAR_REPORT_URI), store=S3Store.from_airflow(settings.CONN_S3)
+    )
+    record = {**result.model_dump(), "status": status, "local_report": str(local_report)}
+    (Path(plan.rundir) / RESULT_NAME).write_text(json.dumps(record, indent=2))
+    log.info("published %s (%s): %s", plan.run_name, status, result.report_uri)
+    return {"report_uri": result.report_uri, "report_url": result.report_url, "status": status}
