@@ -168,8 +168,10 @@ def genbench_nightly():
     cells = plan_cells(built)
     [validated, configs] >> cells
 
-    common = {"ray_conn_id": settings.CONN_RAY, "timeout": JOB_TIMEOUT}
-    sft = RayJobOperator.partial(task_id="train_sft", **common).expand_kwargs(jobs(built, cells, "sft"))
+    common = {"ray_conn_id": settings.CONN_RAY, "job_timeout": JOB_TIMEOUT}
+    sft = RayJobOperator.partial(task_id="train_sft", **common).expand_kwargs(
+        jobs.override(task_id="sft_jobs")(built, cells, "sft")
+    )
     # none_failed: a cached (skipped) SFT cell must not skip training.
     train = RayJobOperator.partial(task_id="train", trigger_rule="none_failed", **common).expand_kwargs(
         jobs.override(task_id="train_jobs")(built, cells, "train")

@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["run"], help="run the cell (skips if already complete)")
     parser.add_argument("cell_dir", help="directory holding cell.json")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="accepted for Ray retries; cells always resume from their own state",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout

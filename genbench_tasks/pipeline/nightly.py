@@ -266,6 +266,7 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         "entrypoint": entrypoint,
         "submission_id": cell.submission_id,
         "runtime_env": runtime_env,
+        "entrypoint_num_cpus": 1,
         "metadata": {
             "genbench_cell": cell.key,
             "kind": cell.kind,
