@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, task
-from genbench_tasks.pipeline.ray_operator import RayJobOperator
 
 from genbench_tasks.pipeline import settings
+from genbench_tasks.pipeline.ray_operator import RayJobOperator
 
 JOB_TIMEOUT = pendulum.duration(hours=12)
 
