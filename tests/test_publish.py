@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 LIGHT = {"seeds": (0,)}  # ~45 files instead of ~85: enough for ordering/idempotency/transport tests
+TINY = {"seeds": (0,), "versions": ("0.9.1",)}
 SMALL_MULTIPART = TransferSettings(multipart_threshold=1 * MiB, multipart_chunksize=5 * MiB)
 PUBLIC_GRANTEES = (
     "http://acs.amazonaws.com/groups/global/AllUsers",
@@ -343,8 +344,8 @@ def test_s3hook_store(tmp_path, tmp_path_factory, s3_server, s3, bucket, monkeyp
     monkeypatch.setenv("AIRFLOW_CONN_GENBENCH_S3", json.dumps(conn))
     store = S3Store.from_airflow("genbench_s3", transfer=SMALL_MULTIPART)
     assert store.endpoint == s3_server
-    result = publish_run(make_rundir(tmp_path / "run", **LIGHT), f"s3://{bucket}/hook", store=store)
-    assert result.uploaded > 30
+    result = publish_run(make_rundir(tmp_path / "run", **TINY), f"s3://{bucket}/hook", store=store)
+    assert result.uploaded > 20
     assert _get_json(s3, bucket, "hook/index.json")["runs"][0]["run_key"] == result.run_key
     with urllib.request.urlopen(store.presign(result.report_uri, 300), timeout=30) as resp:
         assert resp.status == 200

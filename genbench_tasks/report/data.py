@@ -127,8 +127,13 @@ class ComparisonView(BaseModel):
     n_baseline: int | None = None
     mean_candidate: float | None = None
     mean_baseline: float | None = None
+    std_candidate: float | None = None
+    std_baseline: float | None = None
     diff: float | None = None
     diff_ci: tuple[float | None, float | None] | None = None
+    paired_test: str | None = None
+    diff_paired: float | None = None
+    diff_ci_paired: tuple[float | None, float | None] | None = None
     p_welch: float | None = None
     p_adjusted: float | None = None
     p_paired: float | None = None
@@ -136,6 +141,12 @@ class ComparisonView(BaseModel):
     min_detectable_effect: float | None = None
     verdict: str = "insufficient data"
     stability_verdict: str | None = None
+
+    def shown_diff(self) -> tuple[float | None, tuple[float | None, float | None] | None]:
+        """The difference and CI the verdict rests on: item-level (paired) when available, else run-level."""
+        if self.paired_test and self.diff_paired is not None:
+            return self.diff_paired, self.diff_ci_paired
+        return self.diff, self.diff_ci
 
 
 class ValidationView(BaseModel):
@@ -163,6 +174,7 @@ class RunData(BaseModel):
     summary_raw: dict[str, Any] | None = None
     summary: SummaryView | None = None
     comparison: list[ComparisonView] = Field(default_factory=list)
+    comparison_warnings: list[str] = Field(default_factory=list)
     validation: ValidationView = ValidationView(status="unknown")
     curves: dict[str, dict[str, list[tuple[float, float]]]] = Field(default_factory=dict)
     samples: list[SampleLink] = Field(default_factory=list)
@@ -265,47 +277,65 @@ def normalize_summary(raw: Mapping[str, Any]) -> SummaryView:
     return SummaryView(families=families, gap=gaps, warnings=warnings)
 
 
-def normalize_comparison(raw: Any) -> list[ComparisonView]:
-    """comparison.json: a row list, ``{"rows": [...]}``, ``{"comparisons": [{candidate, baseline, rows}]}``,
-    or ``{version: [rows]}``."""
+def _label(side: Any) -> str | None:
+    """A side given as a label string or as ``evaluation.compare.SideRef`` ({rundir, label, seeds})."""
+    if isinstance(side, str):
+        return side
+    if isinstance(side, Mapping) and isinstance(side.get("label"), str):
+        return side["label"]
+    return None
+
+
+def normalize_comparison(raw: Any) -> tuple[list[ComparisonView], list[str]]:
+    """comparison.json -> (rows, warnings). Accepts ``evaluation.compare.ComparisonFile``
+    (``{"comparisons": [{candidate, baseline, rows, warnings}]}``), ``{"rows": [...]}``, a row list, or
+    ``{version: [rows]}``."""
     groups: list[tuple[dict[str, Any], list[Any]]] = []
+    warnings: list[str] = []
     if isinstance(raw, list):
         groups.append(({}, raw))
     elif isinstance(raw, Mapping):
-        ctx = {k: raw[k] for k in ("candidate", "baseline") if isinstance(raw.get(k), str)}
-        if "baseline_version" in raw:
+        ctx = {k: v for k in ("candidate", "baseline") if (v := _label(raw.get(k))) is not None}
+        if isinstance(raw.get("baseline_version"), str):
             ctx.setdefault("baseline", raw["baseline_version"])
         if isinstance(raw.get("rows"), list):
             groups.append((ctx, raw["rows"]))
         elif isinstance(raw.get("comparisons"), list):
             for comp in raw["comparisons"]:
                 if isinstance(comp, Mapping):
-                    sub = {**ctx, **{k: comp[k] for k in ("candidate", "baseline") if k in comp}}
+                    sub = {
+                        **ctx,
+                        **{k: v for k in ("candidate", "baseline") if (v := _label(comp.get(k))) is not None},
+                    }
                     groups.append((sub, comp.get("rows") or []))
+                    warnings += [str(w) for w in comp.get("warnings") or []]
         else:
             for version, rows in raw.items():
                 if isinstance(rows, list):
                     groups.append(({**ctx, "candidate": version}, rows))
+        warnings += (
+            [str(w) for w in raw.get("warnings") or []] if isinstance(raw.get("warnings"), list) else []
+        )
     out = []
     for ctx, rows in groups:
         for row in rows:
             if not isinstance(row, Mapping) or "family" not in row or "metric" not in row:
                 continue
             data = {**ctx, **row}
-            for alias in ("candidate_version", "version"):
-                if alias in data and "candidate" not in row:
-                    data["candidate"] = data[alias]
-            if "baseline_version" in data and "baseline" not in row:
-                data["baseline"] = data["baseline_version"]
-            ci = data.get("diff_ci")
-            data["diff_ci"] = (
-                tuple(_num(v) for v in ci[:2]) if isinstance(ci, list | tuple) and len(ci) >= 2 else None
-            )
+            for key in ("candidate", "baseline"):
+                data[key] = _label(data.get(key)) or _label(data.get(f"{key}_version"))
+            if data["candidate"] is None and isinstance(row.get("version"), str):
+                data["candidate"] = row["version"]
+            for key in ("diff_ci", "diff_ci_paired"):
+                ci = data.get(key)
+                data[key] = (
+                    tuple(_num(v) for v in ci[:2]) if isinstance(ci, list | tuple) and len(ci) >= 2 else None
+                )
             try:
                 out.append(ComparisonView.model_validate(data))
             except ValueError as exc:
                 log.warning("skipping comparison row %s/%s: %s", row.get("family"), row.get("metric"), exc)
-    return out
+    return out, warnings
 
 
 VALIDATION_REPORTS = ("report.json", "validation_report.json")
@@ -399,7 +429,9 @@ def load_run(rundir: str | Path) -> RunData:
     summary_raw = _read_json(root / "summary.json")
     summary = normalize_summary(summary_raw) if isinstance(summary_raw, Mapping) else None
     comparison_raw = _read_json(root / "comparison.json")
-    comparison = normalize_comparison(comparison_raw) if comparison_raw is not None else []
+    comparison, comparison_warnings = (
+        normalize_comparison(comparison_raw) if comparison_raw is not None else ([], [])
+    )
 
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     train = root / "train"
@@ -437,6 +469,7 @@ def load_run(rundir: str | Path) -> RunData:
         summary_raw=summary_raw if isinstance(summary_raw, dict) else None,
         summary=summary,
         comparison=comparison,
+        comparison_warnings=comparison_warnings,
         validation=_validation(root, manifest),
         curves=curves,
         samples=samples,

@@ -54,7 +54,7 @@ def _gap_trend(entries: list[IndexEntry]) -> str:
             if (g := (r.gap.get(v) or {}).get("heldout_success")) is not None
         ]
         if pts:
-            series.append(Series(name=v, points=pts, markers=True))
+            series.append(Series(name=v, points=pts, markers=True, dashed=v == "sft"))
     ticks = [(float(i), r.date or r.run_key) for i, r in enumerate(entries)]
     return line_chart(
         series,
@@ -85,7 +85,7 @@ def _runs_table(entries: list[IndexEntry]) -> str:
             f" (+{len(r.regressions) - 4})" if len(r.regressions) > 4 else ""
         )
         rows.append(
-            f'<tr><td class="l nw">{e(r.date)}</td><td class="l">{link}</td><td class="l">{badge(r.status)}</td>'
+            f'<tr><td class="l nw">{e(r.date)}</td><td class="l nw">{link}</td><td class="l">{badge(r.status)}</td>'
             f'<td class="l">{badge(r.validation)}</td><td class="l">{e(", ".join(r.verl_versions))}</td>'
             f'<td class="nw">{heldout or "–"}</td><td class="l">{counts or "–"}</td><td class="l small">{e(regs)}</td></tr>'
         )

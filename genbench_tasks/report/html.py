@@ -12,7 +12,7 @@ CSS = """
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
 color:var(--fg);background:var(--bg)}
-main{max-width:1240px;margin:0 auto;padding:20px 24px 48px}
+main{max-width:1320px;margin:0 auto;padding:20px 24px 48px}
 h1{font-size:22px;margin:0 0 6px}h2{font-size:18px;margin:30px 0 10px;padding-bottom:4px;
 border-bottom:2px solid var(--line)}h3{font-size:15px;margin:18px 0 8px}
 a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
@@ -20,16 +20,17 @@ a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
 .meta b{color:var(--fg);font-weight:600}
 nav.toc{font-size:13px;margin:10px 0 0;display:flex;flex-wrap:wrap;gap:4px 14px}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px;min-width:40%}
-th,td{border-bottom:1px solid var(--line);padding:5px 10px;text-align:right;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:right;vertical-align:top}
 th{background:var(--soft);font-weight:600;white-space:nowrap}
 td.l,th.l{text-align:left}
 .nw{white-space:nowrap}.scroll{overflow-x:auto;max-width:100%}
-.pair{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
+.pair{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}.pair>div{flex:0 1 auto;min-width:0}
+.pair table{min-width:0}
 tbody tr:nth-child(even){background:#fafbfc}
 .stat{white-space:nowrap}.ci{display:block;color:var(--muted);font-size:11px}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
 white-space:nowrap;border:1px solid transparent}
-.v-regression,.s-failed,.s-error,.vs-variance-increase{background:#fde2e1;color:#9b1c1c;border-color:#f5b5b2}
+.v-regression,.s-failed,.s-failed-validation,.s-error,.vs-variance-increase{background:#fde2e1;color:#9b1c1c;border-color:#f5b5b2}
 .v-improvement,.s-passed,.s-success,.s-succeeded{background:#dcf5e3;color:#176437;border-color:#a9e0bb}
 .v-no-change,.vs-no-change{background:#eef0f3;color:#4a5160;border-color:#d9dde3}
 .v-insufficient-data,.vs-insufficient-data,.s-partial,.s-running,.s-unknown{background:#fff4d6;color:#7a5400;

@@ -78,10 +78,14 @@ def _warnings(run: RunData) -> str:
     )
 
 
-def _regressions(rows: list[ComparisonView]) -> str:
+def _regressions(rows: list[ComparisonView], warnings: list[str]) -> str:
     out = ['<h2 id="regressions">Regression check</h2>']
+    if warnings:
+        out.append(
+            '<div class="warn small"><ul>' + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul></div>"
+        )
     if not rows:
-        return out[0] + '<p class="muted">No comparison rows (comparison.json missing or empty).</p>'
+        return "".join(out) + '<p class="muted">No comparison rows (comparison.json missing or empty).</p>'
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_ORDER}
     counts.update({r.verdict: sum(x.verdict == r.verdict for x in rows) for r in rows})
     out.append(
@@ -91,33 +95,27 @@ def _regressions(rows: list[ComparisonView]) -> str:
     has_paired = any(r.p_paired is not None for r in rows)
     headers = [("family", True), ("metric", True)]
     if has_versions:
-        headers.append(("candidate vs baseline", True))
-    headers += [
-        ("n", False),
-        ("mean cand.", False),
-        ("mean base", False),
-        ("diff [CI]", False),
-        ("p Welch", False),
-    ]
+        headers.append(("versions", True))
+    headers += [("candidate", False), ("baseline", False), ("diff [CI]", False), ("p Welch", False)]
     if has_paired:
         headers.append(("p paired", False))
     headers += [("p adj.", False), ("MDE", False), ("verdict", True), ("p var.", False), ("stability", True)]
     rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
     body = []
     for r in sorted(rows, key=lambda r: (rank.get(r.verdict, 9), r.family, r.candidate or "", r.metric)):
+        diff, diff_ci = r.shown_diff()
         ci = ""
-        if r.diff_ci and r.diff_ci[0] is not None and r.diff_ci[1] is not None:
-            ci = f" [{fmt(r.diff_ci[0])}, {fmt(r.diff_ci[1])}]"
+        if diff_ci and diff_ci[0] is not None and diff_ci[1] is not None:
+            ci = f" [{fmt(diff_ci[0])}, {fmt(diff_ci[1])}]"
         cells = [f'<td class="l">{e(r.family)}</td>', f'<td class="l nw">{e(metric_label(r.metric))}</td>']
         if has_versions:
             cells.append(f'<td class="l nw">{e(r.candidate or "?")} vs {e(r.baseline or "?")}</td>')
-        n_c = r.n_candidate if r.n_candidate is not None else "–"
-        n_b = r.n_baseline if r.n_baseline is not None else "–"
         cells += [
-            f'<td class="nw">{e(n_c)}/{e(n_b)}</td>',
-            f"<td>{e(fmt(r.mean_candidate))}</td>",
-            f"<td>{e(fmt(r.mean_baseline))}</td>",
-            f'<td class="stat">{e(fmt(r.diff) + ci)}</td>',
+            _mean_std(r.mean_candidate, r.std_candidate, r.n_candidate),
+            _mean_std(r.mean_baseline, r.std_baseline, r.n_baseline),
+            f'<td class="stat">{e(fmt(diff) + ci)}'
+            + (f'<span class="ci">{e(r.paired_test)}</span>' if r.paired_test else "")
+            + "</td>",
             f"<td>{e(fmt_p(r.p_welch))}</td>",
         ]
         if has_paired:
@@ -132,6 +130,12 @@ def _regressions(rows: list[ComparisonView]) -> str:
         body.append(f'<tr class="row-{e(r.verdict.replace(" ", "-"))}">{"".join(cells)}</tr>')
     out.append(table(headers, body, "regressions"))
     return "".join(out)
+
+
+def _mean_std(mean: float | None, std: float | None, n: int | None) -> str:
+    text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
+    sub = f'<span class="ci">n={e(n)}</span>' if n is not None else ""
+    return f'<td class="stat">{e(text)}{sub}</td>'
 
 
 def _gap(run: RunData) -> str:
@@ -188,10 +192,13 @@ def _family(fam: FamilyView) -> str:
             + "".join(stat_cell(r.metrics.get(k)) for k in keys)
             + "</tr>"
         )
+    pair = []
     if rows:
-        out.append('<div class="small muted">Table 1: mean ± std across seeds [95% CI] n</div>')
-        out.append(
-            table([("version", True), ("runs", False)] + [(metric_label(k), False) for k in keys], rows, "t1")
+        headers = [("version", True), ("runs", False)] + [(metric_label(k), False) for k in keys]
+        pair.append(
+            '<div><div class="small muted">Table 1: mean ± std across seeds [95% CI] n</div>'
+            + table(headers, rows, "t1")
+            + "</div>"
         )
     t2_keys = sorted({k for r in fam.table2 for k in r.values}, key=lambda k: (k != "success_rate_std", k))
     rows2 = []
@@ -205,14 +212,13 @@ def _family(fam: FamilyView) -> str:
             + "</tr>"
         )
     if rows2:
-        out.append('<div class="small muted">Table 2: seed-to-seed spread</div>')
-        out.append(
-            table(
-                [("version", True), ("runs", False)] + [(metric_label(k), False) for k in t2_keys],
-                rows2,
-                "t2",
-            )
+        headers = [("version", True), ("runs", False)] + [(metric_label(k), False) for k in t2_keys]
+        pair.append(
+            '<div><div class="small muted">Table 2: seed-to-seed spread (std across seeds)</div>'
+            + table(headers, rows2, "t2")
+            + "</div>"
         )
+    out.append(f'<div class="pair">{"".join(pair)}</div>')
     return "".join(out)
 
 
@@ -303,7 +309,7 @@ def render_run_report(
         [
             _header(run, history_href),
             _warnings(run),
-            _regressions(run.comparison),
+            _regressions(run.comparison, run.comparison_warnings),
             _gap(run),
             _tables(run),
             _training(run),
