@@ -313,6 +313,35 @@ def test_verification_catches_a_corrupted_object(tmp_path, s3, bucket, store, mo
     assert {o["verified"] for o in objects} == {"readback"}
 
 
+def test_index_update_survives_a_concurrent_writer(tmp_path, s3, bucket, store, monkeypatch):
+    """index.json is replaced with a conditional PUT: a writer sneaking in between read and write is kept."""
+    uri = f"s3://{bucket}/cas"
+    publish_run(make_rundir(tmp_path / "a", run_id="night-a", date="2026-11-19", **TINY), uri, store=store)
+    real_get = S3Store.get
+    raced: list[str] = []
+
+    def racing_get(self, bucket_, key):
+        got = real_get(self, bucket_, key)
+        if key == "cas/index.json" and not raced:  # another publisher commits right after our read
+            doc = json.loads(got[0])
+            doc["runs"].append(
+                {**doc["runs"][0], "run_key": "2026-11-01_other", "run_id": "other", "date": "2026-11-01"}
+            )
+            s3.put_object(
+                Bucket=bucket_, Key=key, Body=json.dumps(doc).encode(), ContentType="application/json"
+            )
+            raced.append(key)
+        return got
+
+    monkeypatch.setattr(S3Store, "get", racing_get)
+    result = publish_run(
+        make_rundir(tmp_path / "b", run_id="night-b", date="2026-11-20", **TINY), uri, store=store
+    )
+    assert raced
+    runs = [r["run_key"] for r in _get_json(s3, bucket, "cas/index.json")["runs"]]
+    assert runs == [result.run_key, "2026-11-19_night-a", "2026-11-01_other"]
+
+
 def test_presigned_url_fetchable(tmp_path, s3_server, bucket, store, capsys):
     result = publish_run(
         make_rundir(tmp_path / "run", **LIGHT), f"s3://{bucket}/x", store=store, presign_expires=600
