@@ -267,6 +267,8 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         "submission_id": cell.submission_id,
         "runtime_env": runtime_env,
         "entrypoint_num_cpus": 1,
+        # verl's trainer places its own GPU actors; a vLLM evaluation runs in the job's driver process.
+        "entrypoint_num_gpus": profile.cluster.tensor_parallel_size if production and cell.kind == "eval" else None,
         "metadata": {
             "genbench_cell": cell.key,
             "kind": cell.kind,
