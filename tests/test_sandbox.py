@@ -390,7 +390,7 @@ def test_run_many_keeps_order_and_isolates_hostile_workers(mode):
     wrong = "def add(a, b):\n    return a * b\n"
     items = [ADD, bomb, ADD, stopper, killer, wrong, hog, ADD]
     results = run_many(
-        [(p, ADD_TEST, "add") for p in items], SandboxLimits(timeout_s=4, memory_mb=256), workers=2
+        [(p, ADD_TEST, "add") for p in items], SandboxLimits(timeout_s=3, memory_mb=256), workers=2
     )
     statuses = [r.status for r in results]
     assert statuses == ["passed", "timeout", "passed", "timeout", "failed", "failed", "failed", "passed"], (
@@ -399,6 +399,41 @@ def test_run_many_keeps_order_and_isolates_hostile_workers(mode):
     assert "MemoryError" in results[6].reason
     assert_no_leftovers()
     assert run_many([]) == []
+
+
+@ROOT_ONLY
+def test_samples_on_one_worker_start_clean(mode):
+    """A worker forks sample after sample: nothing the previous one left (files, processes) is visible."""
+    litter = textwrap.dedent(
+        """
+        import os, time
+        def add(a, b):
+            open("litter.txt", "w").write("from an earlier sample")
+            if os.fork() == 0:
+                os.setsid()
+                time.sleep(600)
+            return a + b
+        """
+    )
+    look = textwrap.dedent(
+        """
+        import os
+        def add(a, b):
+            mine = []
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    status = open(f"/proc/{pid}/status").read()
+                except OSError:
+                    continue
+                if f"Uid:\t{os.getuid()}\t" in status:
+                    mine.append(pid)
+            return [os.listdir("."), len(mine)]
+        """
+    )
+    test = "def check(candidate):\n    assert candidate(1, 2) == [[], 2], candidate(1, 2)\n"
+    results = run_many([(litter, ADD_TEST, "add"), (look, test, "add")], FAST, workers=1)
+    assert [r.status for r in results] == ["passed", "passed"], results  # 2 = this sample's A and B
+    assert_no_leftovers()
 
 
 def test_mode_selection(monkeypatch, caplog):
@@ -427,3 +462,15 @@ def test_missing_bubblewrap_falls_back_with_warning(monkeypatch, caplog, tmp_pat
     finally:
         sandbox._bwrap_problem.cache_clear()
         sandbox._bwrap_base.cache_clear()
+
+
+def test_process_per_sample_launch_path(mode, monkeypatch):
+    """The path an unprivileged host takes (no zygote, one sandbox process per sample), exercised as root."""
+    monkeypatch.setattr(sandbox, "_is_root", lambda: False)
+    assert run_tests(ADD, ADD_TEST, "add", FAST).status == "passed"
+    assert run_tests("def add(a, b):\n    return a - b\n", ADD_TEST, "add", FAST).status == "failed"
+    assert run_tests(CHEATS["fake success output"], ADD_TEST, "add", FAST).status == "failed"
+    assert (
+        run_tests("def add(a, b):\n    while True:\n        pass\n", ADD_TEST, "add", SHORT).status
+        == "timeout"
+    )

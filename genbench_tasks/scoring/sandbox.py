@@ -1,19 +1,22 @@
 """Sandbox for untrusted model-generated code: run a program against HumanEval-style unit tests.
 
-Isolation (``bubblewrap`` mode): every sample runs in a fresh bubblewrap sandbox with its own mount, PID,
-network, IPC and UTS namespaces. Only the interpreter, its libraries and the venv are visible, read-only; ``/tmp``
-is a private size-capped tmpfs; the environment is cleared; the process gets no capabilities and
-``no_new_privs``. When the host runs as root, the harness drops to a dedicated unprivileged uid per worker slot
-(so ``RLIMIT_NPROC`` applies -- it is not enforced for root -- and one sandbox can neither signal nor starve
-another). rlimits cap CPU time, address space, file size and process count; a wall-clock timeout kills the
-whole sandbox. Where bubblewrap is missing or unusable (or ``GENBENCH_SANDBOX=rlimits``), the same harness runs
-with rlimits, the per-slot uid and a private working directory only, and a warning is logged.
+Isolation (``bubblewrap`` mode): each worker is a bubblewrap sandbox with its own mount, PID, network (loopback
+only, down), IPC and UTS namespaces; only the interpreter, its libraries and the venv are visible, read-only,
+and the environment is cleared. Inside it a zygote (the pre-started harness) forks one sample at a time, and
+every sample gets fresh mount (private size-capped ``/tmp`` tmpfs, its own ``/proc``), PID, IPC and UTS
+namespaces of its own before any untrusted code runs. The sample drops to a dedicated unprivileged uid per
+worker slot (no capabilities, ``no_new_privs``), so ``RLIMIT_NPROC`` applies (the kernel exempts root) and one
+worker can neither signal nor starve another; rlimits cap CPU time, address space, file size and process count;
+a wall-clock timeout kills the sample, and anything abnormal (timeout, output limit, processes that outlived the
+test, a dead harness) discards the whole worker and drains its uid. Without root, each sample is instead a fresh
+unprivileged bubblewrap sandbox. Where bubblewrap is missing or unusable (or ``GENBENCH_SANDBOX=rlimits``), the
+same harness runs with rlimits, the per-slot uid and a private working directory only, with a logged warning.
 
 Verdict integrity: the candidate and the tests run in *two* processes. The harness forks; the child (A) closes
-the verdict pipe and then executes the candidate program; the parent (B) makes itself non-dumpable (so A can
-neither ptrace it nor read its memory or file descriptors), reads the test source (which A never sees), defines
+the verdict pipe and then executes the candidate program; the parent (B) is non-dumpable (A can neither ptrace
+it nor read its memory, environment or file descriptors), reads the test source (which A never sees), defines
 ``check`` and calls it with a proxy: every call to a candidate function is forwarded to A over a pipe with
-plain-data arguments and results (JSON with tags for tuple/set/dict/bytes/complex), so the comparisons, the
+plain-data arguments and results (Python literals, parsed by B as an AST of literals only), so comparisons,
 assertions and ``check`` itself run where the candidate cannot reach. Only B holds the verdict pipe. Printing a
 fake success line, exiting early (any exit code), raising ``SystemExit``, patching ``check``/builtins, returning
 an object whose ``__eq__`` is always true, or killing the harness all end in ``failed``.
@@ -23,12 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import marshal
 import os
+import queue
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -37,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,14 +83,18 @@ class SandboxResult(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The harness, run as ``python -I -S -B -c _HARNESS`` inside the sandbox. Protocol on stdin: 8-byte big-endian
-# length + JSON config (program, entry point, limits, verdict fd, uid to drop to), then the test source up to
+# The harness, precompiled and fed on stdin to ``python -I -S -B -c <bootstrap>``. Then an 8-byte big-endian
+# length + Python-literal frame: either a zygote launch ({"sock": fd, "isolate": bool}; each request on that
+# socket carries the sample's stdin, output and verdict fds) or one sample's config (program, entry point,
+# limits, uid to drop to, verdict fd). A sample's stdin holds its config frame and then the test source up to
 # EOF, which only the test process reads. Verdict fd lines: "R" once started, then one of "P", "F <reason>",
-# "T <reason>" (CPU limit), "E <reason>" (broken test / harness).
+# "T <reason>" (CPU limit), "E <reason>" (broken test / harness); "L" if candidate processes could not be
+# reaped; "X <how>" from the sample's PID-namespace init when the test process ended.
 _HARNESS = r'''
 import os, sys, builtins, resource, _signal
 
 MAX_MSG = 64 << 20
+NO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc"}
 SIGKILL, SIGXCPU = _signal.SIGKILL, _signal.SIGXCPU
 SIGNAMES = {getattr(_signal, n): n for n in dir(_signal) if n.startswith("SIG") and "_" not in n}
 
@@ -301,25 +311,47 @@ def candidate_status(pid, cpu_s, state):
     return "candidate process exited with status %d" % os.WEXITSTATUS(status)
 
 
+def kill_children():
+    """SIGKILL this process's children (orphans of the candidate reparented to us, the subreaper)."""
+    try:
+        with open("/proc/self/task/%d/children" % os.getpid()) as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:
+        return
+    for p in pids:
+        try:
+            os.kill(p, SIGKILL)
+        except OSError:
+            pass
+
+
 def test_main(cfg, pid, wfd, rfd, vfd):
     """Process B: define check from the (trusted) test source and call it with proxies for the candidate."""
     state = {"abort": None, "timeout": False}
     entry = cfg["entry"]
 
     def final(line):
-        leftovers = ""
-        try:
-            os.kill(pid, SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-        if cfg["uid"] is not None:
+        """Report, after killing and reaping everything the candidate started (B is their subreaper)."""
+        stuck = ""
+        for target in (pid, -1) if cfg["uid"] is not None else (pid,):
             try:
-                os.kill(-1, SIGKILL)  # every other process of this sandbox's private uid
-                leftovers = "L\n"  # tell the host to wait until they are gone before reusing the uid
+                os.kill(target, SIGKILL)  # -1: every other process of this sandbox's private uid
             except OSError:
                 pass
-        os.write(vfd, (leftovers + short(line, 240) + "\n").encode("utf-8", "replace"))
+        import time
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                child, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if child == 0:
+                if time.monotonic() > deadline:
+                    stuck = "L\n"  # the host drains the uid before reusing it
+                    break
+                kill_children()
+                time.sleep(0.002)
+        os.write(vfd, (stuck + short(line, 240) + "\n").encode("utf-8", "replace"))
         os._exit(0)
 
     def abort(reason):
@@ -396,14 +428,17 @@ def test_main(cfg, pid, wfd, rfd, vfd):
         if reply[0] == "load_error":
             final("F candidate failed to load: " + short(reply[1]))
         manifest = reply[1]
+        if type(manifest) is not dict:
+            raise abort("bad message from candidate")
         for name in wanted:
-            spec = manifest.get(name) if type(manifest) is dict else None
+            spec = manifest.get(name)
             if spec == ("func",):
                 ns[name] = proxy(name)
             elif type(spec) is tuple and len(spec) == 2 and spec[0] == "data":
                 ns[name] = spec[1]
             elif type(spec) is tuple and len(spec) == 2 and spec[0] == "module" and type(spec[1]) is str:
-                if spec[1].split(".")[0] in sys.stdlib_module_names:
+                top = spec[1].split(".")[0]
+                if top in sys.stdlib_module_names and top not in NO_IMPORT and not top.startswith("_"):
                     __import__(spec[1])
                     ns[name] = sys.modules[spec[1]]
     except CandidateAbort as e:
@@ -473,18 +508,61 @@ def count_tasks(uid):
     return total
 
 
-def prctl(option, arg):
-    import ctypes
-    ctypes.CDLL(None).prctl(option, arg, 0, 0, 0)
+LIBC = None
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
 
 
-def main():
-    cfg = trusted(read_exact(0, int.from_bytes(read_exact(0, 8), "big")).decode())
-    vfd, lim, uid = cfg["vfd"], cfg["limits"], cfg["uid"]
-    os.write(vfd, b"R\n")
+def libc():
+    global LIBC
+    if LIBC is None:
+        import ctypes
+        LIBC = ctypes.CDLL(None, use_errno=True)
+    return LIBC
+
+
+def libc_call(name, *args):
+    if getattr(libc(), name)(*args) != 0:
+        import ctypes
+        err = ctypes.get_errno()
+        raise OSError(err, "%s: %s" % (name, os.strerror(err)))
+
+
+def exit_text(status):
+    if os.WIFSIGNALED(status):
+        return "killed by %s" % SIGNAMES.get(os.WTERMSIG(status), os.WTERMSIG(status))
+    return "exit %d" % os.WEXITSTATUS(status)
+
+
+def isolate(cfg, vfd):
+    """Per-sample mount (fresh /tmp and /proc), PID, IPC and UTS namespaces inside the worker's sandbox (whose
+    network namespace, loopback only, holds nothing that outlives a sample's processes). Returns in the test
+    process; pid 1 of the new PID namespace stays behind as its init and reports how the test process ended."""
+    libc_call("unshare", CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)
+    libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    opts = ("size=%d,mode=1777" % cfg["tmpfs"]).encode()
+    libc_call("mount", b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    if os.fork():
+        os._exit(0)  # the zygote's child leaves; its child is pid 1 of the new PID namespace
+    libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    test_pid = os.fork()
+    if test_pid == 0:
+        return
+    for fd in (0, 1, 2):
+        os.close(fd)
+    while True:  # init: reap orphans until the test process is gone; exiting then kills the namespace
+        pid, status = os.wait()
+        if pid == test_pid:
+            os.write(vfd, ("X %s\n" % exit_text(status)).encode())
+            os._exit(0)
+
+
+def setup(cfg):
+    """rlimits, then the private uid, then a non-dumpable test process; runs before any untrusted code."""
+    lim, uid = cfg["limits"], cfg["uid"]
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
-    sys.path.extend(p for p in cfg["site"] if os.path.isdir(p))
+    sys.path.extend(p for p in cfg["site"] if os.path.isdir(p) and p not in sys.path)
     nproc = lim["nproc"]
     if uid is None and os.getuid() != 0 and not cfg["userns"]:
         nproc += count_tasks(os.getuid())
@@ -499,8 +577,22 @@ def main():
     if uid is not None:
         drop_privileges(uid)  # changing uid makes the process non-dumpable when fs.suid_dumpable is 0
     if uid is None or cfg["suid_dumpable"] != 0:
-        prctl(4, 0)  # PR_SET_DUMPABLE=0: A can neither ptrace B nor open /proc/B/{mem,fd,environ}
+        libc_call("prctl", 4, 0, 0, 0, 0)  # PR_SET_DUMPABLE=0: no ptrace, no /proc/B/{mem,fd,environ} for A
     os.chdir(cfg["tmp"])
+    os.environ["HOME"] = os.environ["TMPDIR"] = cfg["tmp"]
+
+
+def sample(cfg, vfd, isolated):
+    """Run one sample: fork the candidate process A, then act as the test process B."""
+    os.write(vfd, b"R\n")
+    try:
+        if isolated:
+            isolate(cfg, vfd)
+        setup(cfg)
+    except Exception as e:
+        os.write(vfd, ("E sandbox setup failed: %s\n" % short(e)).encode())
+        os._exit(1)
+    libc_call("prctl", 36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the candidate's orphans stay ours to kill
     call_r, call_w = os.pipe()
     reply_r, reply_w = os.pipe()
     program = cfg.pop("program")
@@ -519,7 +611,45 @@ def main():
     test_main(cfg, pid, call_w, reply_r, vfd)
 
 
-main()
+def read_frame(fd):
+    return trusted(read_exact(fd, int.from_bytes(read_exact(fd, 8), "big")).decode())
+
+
+def serve(launch):
+    """Zygote: fork one sample per request (stdin, output and verdict fds arrive over the socket)."""
+    import socket, time, ctypes, _ast  # warm: every sample needs them
+    libc()
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # children are reaped by the kernel
+    sock = socket.socket(fileno=launch["sock"])
+    sock.send(b"ready")
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
+        except OSError:
+            os._exit(0)
+        if msg != b"go" or len(fds) != 3:
+            os._exit(0)  # the host closed the worker
+        if os.fork() == 0:
+            sock.close()
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            os.setsid()
+            stdin_r, out_w, vfd = fds
+            os.dup2(stdin_r, 0)
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+            os.close(stdin_r)
+            os.close(out_w)
+            sample(read_frame(0), vfd, launch["isolate"])
+            os._exit(0)
+        for fd in fds:
+            os.close(fd)
+
+
+launch = read_frame(0)
+if "sock" in launch:
+    serve(launch)
+else:
+    sample(launch, launch["vfd"], False)
 '''
 # --------------------------------------------------------------------------------------------------------------
 
@@ -622,13 +752,16 @@ def _bind_roots() -> list[str]:
     return roots
 
 
-def _bwrap_argv(limits: SandboxLimits) -> list[str]:
-    size = ["--size", str(4 * limits.file_size_mb << 20), "--perms", "01777", "--tmpfs", "/tmp"]
-    return [*_bwrap_base(), *size, "--remount-ro", "/", "--chdir", "/tmp", "--"]
+def _bwrap_argv(tmpfs_bytes: int, zygote: bool = False) -> list[str]:
+    """bubblewrap command line; a zygote keeps CAP_SYS_ADMIN to give each sample its own namespaces."""
+    caps = ["--cap-add", "CAP_SYS_ADMIN"] if zygote else []
+    size = ["--size", str(tmpfs_bytes), "--perms", "01777", "--tmpfs", "/tmp"]
+    return [*_bwrap_base(), *caps, *size, "--remount-ro", "/", "--chdir", "/tmp", "--"]
 
 
 @functools.lru_cache(maxsize=1)
 def _bwrap_base() -> tuple[str, ...]:
+    """Namespaces, read-only binds of the interpreter/venv/system libraries, /proc, /dev, clean env."""
     bwrap = shutil.which("bwrap") or "bwrap"
     argv = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     argv += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
@@ -677,19 +810,16 @@ def _harness() -> tuple[list[str], bytes]:
 
 @functools.cache
 def _bwrap_problem() -> str | None:
-    """None if bubblewrap works on this host with our options, else why not (probed once)."""
+    """None if bubblewrap works on this host with our options, else why not (probed once, end to end)."""
     if shutil.which("bwrap") is None:
         return "bwrap not found on PATH"
-    argv = _bwrap_argv(SandboxLimits()) + [*_python_argv(), "import resource, _ast, _signal, ctypes"]
+    probe = "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n", "f"
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=30, env={}, start_new_session=True
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
+        with _slot() as slot, _Seat("bubblewrap", slot) as seat:
+            result = seat.run(*probe, SandboxLimits(timeout_s=30))
+    except (OSError, GenbenchError) as e:
         return f"bwrap probe failed: {e}"
-    if proc.returncode != 0:
-        return "bwrap probe failed: " + (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return None
+    return None if result.passed else f"bwrap probe failed: {result.reason}"
 
 
 def _warn(message: str, once: bool) -> None:
@@ -767,62 +897,159 @@ def _reap_uid(uid: int) -> None:
 _QUIET = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
-def run_tests(
-    program: str, test: str, entry_point: str, limits: SandboxLimits | None = None
-) -> SandboxResult:
-    """Run ``check(entry_point)`` from ``test`` against ``program`` in a fresh sandbox."""
-    start = time.monotonic()
-    limits = limits or SandboxLimits()
-    if not entry_point.isidentifier():
-        return _result("error", f"invalid entry point {entry_point!r}", start)
-    mode = _resolve_mode(warn_once=True)
-    with _slot() as slot:
-        result, dirty = _execute(program, test, entry_point, limits, mode, slot.uid, start)
+def _config(
+    program: str, entry_point: str, limits: SandboxLimits, mode: Mode, uid: int | None, tmp: str
+) -> dict:
+    return {
+        "uid": uid,
+        "tmp": tmp,
+        "tmpfs": 4 * limits.file_size_mb << 20,
+        "userns": mode == "bubblewrap",
+        "suid_dumpable": _suid_dumpable(),
+        "site": _site_dirs(),
+        "entry": entry_point,
+        "program": program,
+        "limits": {
+            "cpu": limits.cpu_s,
+            "as": limits.memory_mb << 20,
+            "fsize": limits.file_size_mb << 20,
+            "nproc": limits.max_processes,
+        },
+    }
+
+
+def _frame(value: dict) -> bytes:
+    data = _literal(value).encode()
+    return len(data).to_bytes(8, "big") + data
+
+
+class _Seat:
+    """Runs samples one at a time for one worker slot.
+
+    As root, a zygote -- the harness, started once per seat (inside a bubblewrap sandbox in bubblewrap mode)
+    -- forks each sample, which saves starting bubblewrap and Python per sample; in bubblewrap mode every
+    sample still gets fresh mount (/tmp), PID, network, IPC and UTS namespaces (``isolate`` in the harness).
+    After anything abnormal (timeout, output limit, leftover processes, harness death) the zygote is discarded
+    and the slot's uid drained, so the next sample starts clean. Without root (no uid to drop to, no
+    CAP_SYS_ADMIN) each sample is a fresh bubblewrap/Python process instead.
+    """
+
+    def __init__(self, mode: Mode, slot: _Slot) -> None:
+        self.mode, self.slot = mode, slot
+        self.zygote: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+
+    def __enter__(self) -> _Seat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.zygote is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.zygote.pid, signal.SIGKILL)
+            self.zygote.wait()
+            if self.zygote.stderr is not None:
+                self.zygote.stderr.close()
+            self.zygote = None
+
+    def _start_zygote(self) -> None:
+        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = _bwrap_argv(1 << 20, zygote=True) if self.mode == "bubblewrap" else []
+        boot, code = _harness()
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
+        try:
+            proc = subprocess.Popen(
+                [*argv, *boot],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(child.fileno(),),
+                env={} if argv else env,
+                cwd="/",
+                start_new_session=True,
+            )
+        finally:
+            sock_fd = child.fileno()
+            child.close()
+        self.zygote, self.sock = proc, host
+        try:
+            proc.stdin.write(code + _frame({"sock": sock_fd, "isolate": self.mode == "bubblewrap"}))
+            proc.stdin.close()
+            host.settimeout(60)
+            ready = host.recv(16)
+            host.settimeout(None)
+        except OSError:
+            ready = b""
+        if ready != b"ready":
+            self.close()
+            raise OSError(f"sandbox worker failed to start: {_first_line(proc)}")
+
+    def run(self, program: str, test: str, entry_point: str, limits: SandboxLimits) -> SandboxResult:
+        start = time.monotonic()
+        workdir = None
+        if self.mode == "rlimits":
+            workdir = tempfile.mkdtemp(prefix="genbench-sbx-")
+            if self.slot.uid is not None:
+                os.chown(workdir, self.slot.uid, self.slot.uid)
+        try:
+            cfg = _config(program, entry_point, limits, self.mode, self.slot.uid, workdir or "/tmp")
+            test_bytes = test.encode("utf-8", "surrogatepass")
+            if self.slot.uid is None:
+                result, dirty = self._run_process(cfg, test_bytes, limits, start, workdir)
+            else:
+                result, dirty = self._run_forked(cfg, test_bytes, limits, start)
+        finally:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
         if dirty:
-            _drain(slot)
+            self.close()
+            _drain(self.slot)
         return result
 
+    def _run_forked(
+        self, cfg: dict, test_bytes: bytes, limits: SandboxLimits, start: float
+    ) -> tuple[SandboxResult, bool]:
+        if self.zygote is None or self.zygote.poll() is not None:
+            self.close()
+            try:
+                self._start_zygote()
+            except OSError as e:
+                return _result("error", str(e), start), True
+        assert self.sock is not None
+        (in_r, in_w), (out_r, out_w), (vr, vw) = os.pipe(), os.pipe(), os.pipe()
+        try:
+            socket.send_fds(self.sock, [b"go"], [in_r, out_w, vw])
+        except OSError as e:
+            for fd in (in_w, out_r, vr):
+                os.close(fd)
+            return _result("error", f"sandbox worker died: {e}", start), True
+        finally:
+            for fd in (in_r, out_w, vw):
+                os.close(fd)
+        stdin = os.fdopen(in_w, "wb", buffering=0)  # closed exactly once, by whoever gets there first
+        try:
+            return _supervise(stdin, out_r, vr, _frame(cfg) + test_bytes, limits, start, None)
+        finally:
+            stdin.close()
+            os.close(out_r)
+            os.close(vr)
 
-def _execute(
-    program: str,
-    test: str,
-    entry_point: str,
-    limits: SandboxLimits,
-    mode: Mode,
-    uid: int | None,
-    start: float,
-) -> tuple[SandboxResult, bool]:
-    """Start the sandbox and supervise it; also says whether processes may have outlived it."""
-    vr, vw = os.pipe()
-    workdir = None
-    try:
-        if mode == "bubblewrap":
-            argv, env, cwd, tmp = _bwrap_argv(limits), {}, "/", "/tmp"
-        else:
-            workdir = tempfile.mkdtemp(prefix="genbench-sbx-")
-            if uid is not None:
-                os.chown(workdir, uid, uid)
-            argv, cwd, tmp = [], workdir, workdir
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
-        cfg = {
-            "vfd": vw,
-            "uid": uid,
-            "tmp": tmp,
-            "userns": mode == "bubblewrap",
-            "suid_dumpable": _suid_dumpable(),
-            "site": _site_dirs(),
-            "entry": entry_point,
-            "program": program,
-            "limits": {
-                "cpu": limits.cpu_s,
-                "as": limits.memory_mb << 20,
-                "fsize": limits.file_size_mb << 20,
-                "nproc": limits.max_processes,
-            },
-        }
-        header = _literal(cfg).encode()
+    def _run_process(
+        self, cfg: dict, test_bytes: bytes, limits: SandboxLimits, start: float, workdir: str | None
+    ) -> tuple[SandboxResult, bool]:
+        """Unprivileged host: one bubblewrap/Python process per sample."""
         boot, code = _harness()
-        payload = code + len(header).to_bytes(8, "big") + header + test.encode("utf-8", "surrogatepass")
+        vr, vw = os.pipe()
+        if self.mode == "bubblewrap":
+            argv, env, cwd = _bwrap_argv(cfg["tmpfs"]), {}, "/"
+        else:
+            argv, cwd = [], workdir
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
         try:
             proc = subprocess.Popen(
                 [*argv, *boot],
@@ -835,12 +1062,13 @@ def _execute(
                 start_new_session=True,
             )
         except OSError as e:
+            os.close(vr)
             return _result("error", f"sandbox failed to start: {e}", start), False
         finally:
             os.close(vw)
-            vw = -1
+        payload = code + _frame({**cfg, "vfd": vw}) + test_bytes
         try:
-            return _supervise(proc, vr, payload, limits, start)
+            return _supervise(proc.stdin, proc.stdout.fileno(), vr, payload, limits, start, proc)
         finally:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -848,55 +1076,67 @@ def _execute(
             for stream in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
                     stream.close()
-    finally:
-        os.close(vr)
-        if vw >= 0:
-            os.close(vw)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+            os.close(vr)
+
+
+def _first_line(proc: subprocess.Popen) -> str:
+    """First line a dead zygote wrote to stderr (e.g. bubblewrap's error)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    text = (
+        proc.stderr.read().decode("utf-8", "replace").strip()
+        if proc.stderr and proc.poll() is not None
+        else ""
+    )
+    return (text.splitlines() or [f"exit {proc.returncode}"])[-1]
 
 
 def _supervise(
-    proc: subprocess.Popen,
+    stdin: io.RawIOBase | IO[bytes],
+    out_r: int,
     vr: int,
     payload: bytes,
     limits: SandboxLimits,
     start: float,
+    proc: subprocess.Popen | None,
 ) -> tuple[SandboxResult, bool]:
+    """Feed stdin, cap the output, read the verdict until the test process is gone or the deadline passes.
+
+    Returns the result and whether processes may have outlived the sample ("dirty")."""
     deadline = start + limits.timeout_s
     max_out = limits.max_output_kb << 10
-    out_fd, in_fd = proc.stdout.fileno(), proc.stdin.fileno()
-    for fd in (out_fd, in_fd, vr):
+    in_w = stdin.fileno()
+    for fd in (in_w, out_r, vr):
         os.set_blocking(fd, False)
     sel = selectors.DefaultSelector()
-    sel.register(out_fd, selectors.EVENT_READ)
+    sel.register(out_r, selectors.EVENT_READ)
     sel.register(vr, selectors.EVENT_READ)
-    sel.register(in_fd, selectors.EVENT_WRITE)
+    sel.register(in_w, selectors.EVENT_WRITE)
     head, out_total, verdict = bytearray(), 0, bytearray()
     timed_out = exceeded = verdict_eof = False
     try:
-        while not verdict_eof:
+        while not verdict_eof and not exceeded:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
             for key, _ in sel.select(remaining):
                 fd = key.fd
-                if fd == in_fd:
+                if fd == in_w:
                     try:
                         payload = payload[os.write(fd, payload[: 1 << 16]) :]
                     except BrokenPipeError:
                         payload = b""
                     if not payload:
                         sel.unregister(fd)
-                        proc.stdin.close()
+                        stdin.close()
                     continue
                 try:
                     data = os.read(fd, 1 << 16)
                 except BlockingIOError:
                     continue
                 if fd == vr:
-                    verdict += data[:4096]
+                    verdict += data[: max(0, 4096 - len(verdict))]
                     verdict_eof = not data
                     if verdict_eof:
                         sel.unregister(fd)
@@ -905,35 +1145,45 @@ def _supervise(
                 else:
                     out_total += len(data)
                     head += data[: max(0, 2048 - len(head))]
-                    if out_total > max_out:
-                        exceeded = True
-            if exceeded:
-                break
-        if not timed_out and not exceeded:
+                    exceeded = out_total > max_out
+        if proc is not None and not timed_out and not exceeded:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             timed_out = proc.returncode is None
     finally:
         sel.close()
-    lines = verdict.decode("utf-8", "replace").splitlines()
-    final = lines[-1] if len(lines) > 1 and verdict.endswith(b"\n") else ""
-    code, _, reason = final.partition(" ")
-    dirty = timed_out or exceeded or code not in ("P", "F", "T", "E") or "L" in lines
+    lines = verdict.decode("utf-8", "replace").splitlines() if verdict.endswith(b"\n") else []
+    codes = [ln for ln in lines if ln[:1] in ("P", "F", "T", "E") and ln[1:2] in ("", " ")]
+    code, _, reason = (codes[-1] if codes else "").partition(" ")
+    dirty = timed_out or exceeded or not codes or "L" in lines
     if timed_out:
         return _result("timeout", f"wall-clock timeout {limits.timeout_s:g}s", start), dirty
     if exceeded:
         return _result("failed", f"output exceeded {limits.max_output_kb} KiB", start), dirty
     if not lines or lines[0] != "R":
         first = head.decode("utf-8", "replace").strip().splitlines()
-        why = first[0] if first else f"exit {proc.returncode}"
+        why = first[0] if first else f"exit {proc.returncode if proc else '?'}"
         return _result("error", f"sandbox failed to start: {why}", start), dirty
-    if code == "P" and proc.returncode == 0:
+    if code == "P":
         return _result("passed", "all tests passed", start), dirty
     if code in ("F", "T", "E"):
         return _result({"F": "failed", "T": "timeout", "E": "error"}[code], reason, start), dirty
-    rc = proc.returncode
-    how = f"killed by {signal.Signals(-rc).name}" if rc is not None and rc < 0 else f"exit {rc}"
+    ends = [ln[2:] for ln in lines if ln.startswith("X ")]
+    rc = proc.returncode if proc is not None else None
+    how = ends[-1] if ends else (f"killed by {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit {rc}")
     return _result("failed", f"test harness died before a verdict ({how})", start), dirty
+
+
+def run_tests(
+    program: str, test: str, entry_point: str, limits: SandboxLimits | None = None
+) -> SandboxResult:
+    """Run ``check(entry_point)`` from ``test`` against ``program`` in a fresh sandbox."""
+    limits = limits or SandboxLimits()
+    if not entry_point.isidentifier():
+        return _result("error", f"invalid entry point {entry_point!r}", time.monotonic())
+    mode = _resolve_mode(warn_once=True)
+    with _slot() as slot, _Seat(mode, slot) as seat:
+        return seat.run(program, test, entry_point, limits)
 
 
 def run_many(
@@ -943,7 +1193,23 @@ def run_many(
     items = list(items)
     if not items:
         return []
-    _resolve_mode(warn_once=True)  # fail fast / warn once before fanning out
+    limits = limits or SandboxLimits()
+    mode = _resolve_mode(warn_once=True)
     workers = max(1, min(workers or os.cpu_count() or 1, len(items)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda it: run_tests(it[0], it[1], it[2], limits), items))
+    with contextlib.ExitStack() as stack:
+        seats: queue.SimpleQueue[_Seat] = queue.SimpleQueue()
+        for _ in range(workers):
+            seats.put(stack.enter_context(_Seat(mode, stack.enter_context(_slot()))))
+
+        def one(item: tuple[str, str, str]) -> SandboxResult:
+            program, test, entry_point = item
+            if not entry_point.isidentifier():
+                return _result("error", f"invalid entry point {entry_point!r}", time.monotonic())
+            seat = seats.get()
+            try:
+                return seat.run(program, test, entry_point, limits)
+            finally:
+                seats.put(seat)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(one, items))
