@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report", default=None, help="write the JSON report here (default: DIR/validation/)"
     )
     validate.add_argument(
-        "--profile", default=None, help="profile whose bounds apply (default: the manifest's)"
+        "--profile",
+        default=None,
+        help=(
+            "profile whose row counts and contamination settings apply "
+            "(default: none, i.e. >= 1 row per dataset, 13-gram check allowing no overlap)"
+        ),
     )
     validate.set_defaults(func=_validate)
 
@@ -62,7 +67,7 @@ def _build(args: argparse.Namespace) -> int:
         report = validate_dataset_dir(args.out, profile=profile)
         print(f"validation: {'passed' if report.success else 'FAILED'}  ({report.report_path})")
         if not report.success:
-            print(report.summary(), file=sys.stderr)
+            _print_failure(report)
             return 1
     print(f"datasets: {args.out}/datasets.json")
     return 0
@@ -76,6 +81,12 @@ def _validate(args: argparse.Namespace) -> int:
     report = validate_dataset_dir(args.dir, profile=profile, report_dir=args.report)
     print(json.dumps({"success": report.success, "report": str(report.report_path)}))
     if not report.success:
-        print(report.summary(), file=sys.stderr)
+        _print_failure(report)
         return 1
     return 0
+
+
+def _print_failure(report) -> None:
+    """Readable summary, then the usual one-line `genbench: error:` (exit code 1 = data failed validation)."""
+    print(report.summary(), file=sys.stderr)
+    print(f"genbench: error: {report.one_line()}", file=sys.stderr)

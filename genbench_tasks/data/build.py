@@ -133,6 +133,8 @@ def _write(rows: list[dict], schema: pa.Schema, path: Path) -> str:
 
 def build_datasets(profile: Profile, out_dir: str | Path) -> DatasetManifest:
     """Generate all configured families and custom datasets; write parquet files and `datasets.json`."""
+    for name in profile.data.families:  # fail on configuration errors before writing anything
+        get_family(name)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -190,6 +192,10 @@ def load_manifest(data_dir: str | Path) -> DatasetManifest:
     if not path.is_file():
         raise GenbenchError(f"{data_dir} has no {MANIFEST_NAME}; run `genbench data build` first")
     try:
-        return DatasetManifest.model_validate_json(path.read_text())
+        text = path.read_text()
+    except OSError as exc:  # e.g. permission denied: not a "malformed manifest"
+        raise GenbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return DatasetManifest.model_validate_json(text)
     except Exception as exc:
         raise GenbenchError(f"{path}: malformed manifest ({str(exc).splitlines()[0]})") from exc

@@ -50,7 +50,8 @@ def read_records(uri: str) -> list[dict]:
         try:
             return pq.read_table(path).to_pylist()
         except Exception as exc:
-            raise GenbenchError(f"cannot read {uri}: not a valid parquet file ({exc})") from exc
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise GenbenchError(f"cannot read {uri}: not a valid parquet file ({first})") from exc
     if path.suffix in {".jsonl", ".json"}:
         rows = []
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
@@ -80,15 +81,25 @@ def load_custom(spec: CustomDataset) -> list[Example]:
         rows = rows[: spec.limit]
     if not rows:
         raise GenbenchError(f"custom dataset {spec.name!r} ({spec.uri}) is empty")
+    if "prompt" not in spec.field_map:
+        raise GenbenchError(f"custom dataset {spec.name!r}: field_map must map 'prompt' to a column")
     out = []
     for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise GenbenchError(f"custom dataset {spec.name!r}: row {i} is not an object")
         try:
             fields = {k: row[col] for k, col in spec.field_map.items()}
         except KeyError as exc:
             raise GenbenchError(
                 f"custom dataset {spec.name!r}: row {i} has no column {exc.args[0]!r}"
             ) from None
+        # Nulls must not become the strings "None" / "null".
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not str(fields.get("prompt", "")).strip():
+            raise GenbenchError(f"custom dataset {spec.name!r}: row {i} has an empty or null prompt")
         gt = fields.get("ground_truth", fields.get("reference"))
+        if gt is None:
+            raise GenbenchError(f"custom dataset {spec.name!r}: row {i} has no ground truth or reference")
         if not isinstance(gt, str):
             gt = json.dumps(gt, sort_keys=True)
         out.append(

@@ -1,0 +1,34 @@
+"""Dataset validation: Great Expectations suites per dataset, cross-split leak/contamination checks, reports.
+
+Great Expectations is imported only when a validation runs (the Airflow DAG imports this package).
+"""
+
+from genbench_tasks.validation.contamination import (
+    TextItem,
+    heldout_leak_check,
+    ngram_contamination_check,
+    normalize_prompt,
+    word_tokens,
+)
+from genbench_tasks.validation.report import (
+    CrossCheckResult,
+    DatasetResult,
+    FailedExpectation,
+    ValidationReport,
+)
+from genbench_tasks.validation.validate import expected_rows, read_dataset, validate_dataset_dir
+
+__all__ = [
+    "CrossCheckResult",
+    "DatasetResult",
+    "FailedExpectation",
+    "TextItem",
+    "ValidationReport",
+    "expected_rows",
+    "heldout_leak_check",
+    "ngram_contamination_check",
+    "normalize_prompt",
+    "read_dataset",
+    "validate_dataset_dir",
+    "word_tokens",
+]

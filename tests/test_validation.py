@@ -1,0 +1,426 @@
+"""Validation: GX suites on good and bad data, cross-split checks, structural errors, reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from genbench_tasks.data.build import (
+    MANIFEST_NAME,
+    DatasetManifest,
+    build_datasets,
+    load_manifest,
+    sha256_file,
+)
+from genbench_tasks.errors import DataValidationError, GenbenchError
+from genbench_tasks.profiles import Profile, load_profile
+from genbench_tasks.validation import (
+    TextItem,
+    ValidationReport,
+    heldout_leak_check,
+    ngram_contamination_check,
+    validate_dataset_dir,
+    word_tokens,
+)
+
+SIZES = {
+    "rewriting": {"train": 24, "val": 4, "test": 4},
+    "reasoning": {"train": 24, "val": 0, "test": 4},
+    "code_generation": {"train": 0, "val": 0, "test": 6},
+}
+
+
+def small_profile(**sizes) -> Profile:
+    return load_profile("local", {"data": {"sizes": {**SIZES, **sizes}}})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    build_datasets(small_profile(), out)
+    return out
+
+
+def subset(
+    src: Path,
+    dst: Path,
+    names: list[str],
+    edit: dict[str, Callable[[pa.Table], pa.Table]] | None = None,
+) -> Path:
+    """Copy some datasets of `src` into `dst` with a consistent manifest (rows, sha256), optionally editing
+    tables first: this simulates a builder that wrote bad data, which must fail the suites, not the sha check."""
+    manifest = load_manifest(src)
+    entries = []
+    for name in names:
+        entry = next(e for e in manifest.datasets if e.name == name)
+        target = dst / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if edit and name in edit:
+            table = edit[name](pq.read_table(src / entry.path))
+            pq.write_table(table, target)
+            entry = entry.model_copy(update={"rows": table.num_rows, "sha256": sha256_file(target)})
+        else:
+            shutil.copyfile(src / entry.path, target)
+        entries.append(entry)
+    out = DatasetManifest(
+        profile=manifest.profile, seed=manifest.seed, families=manifest.families, datasets=entries
+    )
+    (dst / MANIFEST_NAME).write_text(out.model_dump_json(indent=2))
+    return dst
+
+
+def set_column(table: pa.Table, name: str, values: list) -> pa.Table:
+    field = table.schema.field(name)
+    return table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
+
+
+def edit_rows(table: pa.Table, column: str, fn: Callable[[int, dict | str], object]) -> pa.Table:
+    return set_column(table, column, [fn(i, v) for i, v in enumerate(table[column].to_pylist())])
+
+
+def with_user_text(i_target: int, text: str | None):
+    def fn(i, messages):
+        return [m if m["role"] != "user" or i != i_target else {**m, "content": text} for m in messages]
+
+    return fn
+
+
+def failed_report(exc: DataValidationError) -> ValidationReport:
+    return ValidationReport.model_validate(exc.report)
+
+
+# --- good data -------------------------------------------------------------------------------------------
+
+
+def test_good_data_passes(built: Path) -> None:
+    report = validate_dataset_dir(built, profile=small_profile(), raise_on_failure=True, build_html=False)
+    assert report.success, report.summary()
+    assert len(report.datasets) == 2 * 6 and report.html_dir is None
+    assert all(d.success and d.expectations_evaluated > 10 for d in report.datasets)
+    assert {c.name for c in report.cross_checks} == {"heldout_prompt_leak", "ngram_contamination"}
+    assert report.report_path == built / "validation" / "validation_report.json"
+    on_disk = json.loads(report.report_path.read_text())
+    assert on_disk["success"] is True and len(on_disk["datasets"]) == 12
+    ngram = next(c for c in report.cross_checks if c.name == "ngram_contamination")
+    assert ngram.stats["n"] == 13 and list(ngram.stats["per_dataset"]) == ["code_generation/test"]
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert leak.stats == {"training_prompts": 48, "heldout_prompts": 18, "leaks": 0}
+    assert report.summary().startswith("validation PASSED: 12/12 datasets valid")
+
+
+def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
+    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test.sft"])
+    report = validate_dataset_dir(data, report_dir=tmp_path / "report")
+    assert report.success and report.report_path == tmp_path / "report" / "validation_report.json"
+    assert ValidationReport.model_validate_json(report.report_path.read_text()) == report
+    assert report.html_dir == tmp_path / "report" / "html"
+    index = (report.html_dir / "index.html").read_text()
+    assert "rewriting.train" in index and "code_generation.test.sft" in index
+    pages = sorted(p.name for p in (report.html_dir / "validations").rglob("*.html"))
+    assert pages == ["genbench-code_generation.test.sft.html", "genbench-rewriting.train.html"]
+    page = (report.html_dir / "expectations/rewriting/train.html").read_text()
+    assert "prompt_text" in page and "ground_truth" in page
+    assert f"data docs: {report.html_dir / 'index.html'}" in report.summary()
+
+
+def test_package_import_does_not_import_great_expectations() -> None:
+    code = "import sys, genbench_tasks.validation; assert 'great_expectations' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- bad data: one dataset per case, so each run is cheap ------------------------------------------------
+
+TRAIN = "rewriting/train"
+
+
+def _null_prompt(t: pa.Table) -> pa.Table:
+    return edit_rows(t, "prompt", with_user_text(3, None))
+
+
+def _duplicate_id(t: pa.Table) -> pa.Table:
+    return edit_rows(t, "extra_info", lambda i, v: {**v, "id": "rw-duplicate"} if i in (1, 2) else v)
+
+
+def _index_as_string(t: pa.Table) -> pa.Table:
+    info = t["extra_info"].to_pylist()
+    typ = pa.struct([(f.name, pa.string()) for f in t.schema.field("extra_info").type])
+    values = [{k: str(v) for k, v in row.items()} for row in info]
+    return t.set_column(t.schema.get_field_index("extra_info"), "extra_info", pa.array(values, typ))
+
+
+def _extra_column(t: pa.Table) -> pa.Table:
+    return t.append_column("notes", pa.array(["x"] * t.num_rows))
+
+
+def _unknown_data_source(t: pa.Table) -> pa.Table:
+    return edit_rows(t, "data_source", lambda i, v: "genbench/unknown" if i == 5 else v)
+
+
+def _empty_answer(t: pa.Table) -> pa.Table:
+    return edit_rows(t, "reward_model", lambda i, v: {**v, "ground_truth": ""} if i == 0 else v)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expectation", "column", "needle"),
+    [
+        (_null_prompt, "expect_column_values_to_not_be_null", "prompt_text", "1 of 24 values unexpected"),
+        (_duplicate_id, "expect_column_values_to_be_unique", "id", "rw-duplicate"),
+        (_index_as_string, "arrow_schema_matches", None, "wrong types: extra_info"),
+        (_index_as_string, "expect_column_values_to_be_of_type", "index", "expected type int64"),
+        (_extra_column, "expect_table_columns_to_match_set", None, "unexpected ['notes']"),
+        (_unknown_data_source, "expect_column_values_to_be_in_set", "data_source", "genbench/unknown"),
+        (_empty_answer, "expect_column_value_lengths_to_be_between", "ground_truth", "length between 1"),
+    ],
+    ids=[
+        "null-prompt",
+        "duplicate-id",
+        "wrong-type-arrow",
+        "wrong-type-gx",
+        "extra-column",
+        "data-source",
+        "empty-answer",
+    ],
+)
+def test_bad_data_fails_with_a_precise_message(
+    built: Path, tmp_path: Path, edit, expectation: str, column: str | None, needle: str
+) -> None:
+    data = subset(built, tmp_path, [TRAIN], edit={TRAIN: edit})
+    with pytest.raises(DataValidationError) as info:
+        validate_dataset_dir(data, raise_on_failure=True, build_html=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"validation failed: {TRAIN}: ")
+    report = failed_report(info.value)
+    assert not report.success and not report.datasets[0].success
+    failures = {(f.expectation, f.column): f for f in report.datasets[0].failed_expectations}
+    assert (expectation, column) in failures, report.summary()
+    failure = failures[(expectation, column)]
+    assert needle in failure.details + json.dumps(failure.sample_offending_rows), failure
+    assert len(failure.sample_offending_rows) <= 5
+    assert f"{TRAIN}: {expectation}" in report.summary()
+    assert json.loads(report.report_path.read_text())["success"] is False
+    if edit is _null_prompt:  # offending rows point at the row number and the id
+        original = pq.read_table(built / "rl/rewriting/train.parquet").to_pylist()[3]
+        assert failure.sample_offending_rows == [
+            {"row": 3, "id": original["extra_info"]["id"], "prompt_text": None}
+        ]
+        assert original["extra_info"]["id"] in message
+
+
+def test_row_count_bounds_come_from_the_profile(built: Path, tmp_path: Path) -> None:
+    data = subset(built, tmp_path, [TRAIN])
+    too_many = small_profile(rewriting={"train": 10, "val": 4, "test": 4})
+    report = validate_dataset_dir(data, profile=too_many, build_html=False)
+    failure = report.datasets[0].failed_expectations
+    assert [(f.expectation, f.details) for f in failure] == [
+        ("expect_table_row_count_to_be_between", "observed 24, expected row count between 10 and 10")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.drop_columns(["ability"]), r"missing columns \['ability'\]"),
+        (
+            lambda t: t.rename_columns(["data_source", "question", "ability", "reward_model", "extra_info"]),
+            r"missing columns \['prompt'\] \(unexpected: \['question'\]\)",
+        ),
+    ],  # fmt: skip
+    ids=["missing-column", "renamed-column"],
+)
+def test_missing_or_renamed_columns_are_errors(built: Path, tmp_path: Path, edit, message: str) -> None:
+    data = subset(built, tmp_path, [TRAIN], edit={TRAIN: edit})
+    with pytest.raises(GenbenchError, match=message) as info:
+        validate_dataset_dir(data, build_html=False)
+    assert "rl/rewriting/train.parquet" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- cross-split checks ----------------------------------------------------------------------------------
+
+
+def test_heldout_prompt_leaked_into_training_is_caught(built: Path, tmp_path: Path) -> None:
+    test_rows = pq.read_table(built / "rl/rewriting/test.parquet").to_pylist()
+    leaked = test_rows[0]["prompt"][-1]["content"]
+    disguised = "  " + leaked.upper().replace(" ", "   ")  # normalisation: case and whitespace
+    data = subset(
+        built,
+        tmp_path,
+        [TRAIN, "rewriting/test"],
+        edit={TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(7, disguised))},
+    )
+    report = validate_dataset_dir(data, build_html=False)
+    assert all(d.success for d in report.datasets) and not report.success
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert not leak.success and leak.stats["leaks"] == 1
+    assert leak.sample_offending_rows[0]["heldout_id"] == test_rows[0]["extra_info"]["id"]
+    assert leak.sample_offending_rows[0]["training_dataset"] == TRAIN
+    assert "heldout_prompt_leak" in report.one_line() and "rewriting/test" in report.one_line()
+
+
+LONG_HELDOUT = (
+    "Write a Python function `count_vowels(s)` that returns how many vowels the string s contains, "
+    "counting both upper case and lower case letters"
+)
+
+
+def test_near_duplicate_only_the_ngram_check_catches(built: Path, tmp_path: Path) -> None:
+    assert len(LONG_HELDOUT.split()) >= 20
+    changed = LONG_HELDOUT.replace("letters", "characters")  # one word changed: no exact match
+    embedded = f"Rewrite the text. Rule: Remove the first word.\nText: {changed}"
+    data = subset(
+        built,
+        tmp_path,
+        [TRAIN, "code_generation/test"],
+        edit={
+            TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(2, embedded)),
+            "code_generation/test": lambda t: edit_rows(t, "prompt", with_user_text(0, LONG_HELDOUT)),
+        },
+    )
+    profile = small_profile()
+    profile.data.contamination_max_fraction = 0.1  # 1 of 6 held-out items is more than that
+    report = validate_dataset_dir(data, profile=profile, build_html=False)
+    checks = {c.name: c for c in report.cross_checks}
+    assert checks["heldout_prompt_leak"].success
+    ngram = checks["ngram_contamination"]
+    assert not ngram.success and not report.success
+    assert ngram.stats["per_dataset"]["code_generation/test"]["flagged"] == 1
+    assert (ngram.stats["n"], ngram.stats["max_fraction"]) == (13, 0.1)
+    row = ngram.sample_offending_rows[0]
+    assert row["heldout_dataset"] == "code_generation/test" and row["training_dataset"] == TRAIN
+    assert len(row["ngram"].split()) == 13 and row["ngram"] in " ".join(word_tokens(LONG_HELDOUT))
+    assert "ngram_contamination" in report.one_line()
+
+
+# --- contamination functions (pure Python) ---------------------------------------------------------------
+
+
+def _items(dataset: str, *texts: str) -> list[TextItem]:
+    return [TextItem(dataset, f"{dataset}-{i}", (t,)) for i, t in enumerate(texts)]
+
+
+def test_exact_leak_is_normalised() -> None:
+    train = _items("t/train", "Hello   World", "other")
+    assert not heldout_leak_check(train, _items("t/test", "hello world")).success
+    assert heldout_leak_check(train, _items("t/test", "hello worlds")).success
+
+
+def test_ngram_check_counts_texts_too_short_to_flag() -> None:
+    words = [f"w{i}" for i in range(20)]
+    train = _items("t/train", " ".join(["prefix", *words]))
+    heldout = _items("h/test", " ".join(words[:12]), " ".join(words[:13]), " ".join(words[5:18]))
+    result = ngram_contamination_check(train, heldout, n=13)
+    stats = result.stats["per_dataset"]["h/test"]
+    assert (stats["items"], stats["too_short"], stats["flagged"]) == (3, 1, 2)
+    assert not result.success and "fewer than 13 words" in result.details
+    assert ngram_contamination_check(train, heldout, n=13, max_fraction=0.7).success
+    # A smaller n catches the 12-word text too; punctuation and case do not matter.
+    assert (
+        ngram_contamination_check(train, _items("h/test", "W0, w1! " + " ".join(words[2:12])), n=8).stats[
+            "per_dataset"
+        ]["h/test"]["flagged"]
+        == 1
+    )
+
+
+def test_ngram_check_scales_linearly() -> None:
+    vocab = [f"v{i}" for i in range(500)]
+    train = [
+        TextItem("t", str(i), (" ".join(vocab[(i * 7 + k) % 500] for k in range(30)),)) for i in range(20_000)
+    ]
+    heldout = [
+        TextItem("h", str(i), (" ".join(vocab[(i * 13 + k * 3) % 500] for k in range(30)),))
+        for i in range(500)
+    ]
+    import time
+
+    start = time.perf_counter()
+    ngram_contamination_check(train, heldout)
+    assert time.perf_counter() - start < 10  # ~360k training n-grams
+
+
+# --- structural errors: GenbenchError one-liners, before any GX work --------------------------------------
+
+
+def _one_line_error(data_dir: Path, match: str) -> None:
+    with pytest.raises(GenbenchError, match=match) as info:
+        validate_dataset_dir(data_dir, build_html=False)
+    assert "\n" not in str(info.value)
+    assert not isinstance(info.value, DataValidationError)
+
+
+def test_structural_errors(built: Path, tmp_path: Path) -> None:
+    _one_line_error(tmp_path / "nope", "not a directory")
+    (tmp_path / "empty-dir").mkdir()
+    _one_line_error(tmp_path / "empty-dir", "has no datasets.json")
+    bad_manifest = tmp_path / "bad-manifest"
+    bad_manifest.mkdir()
+    (bad_manifest / MANIFEST_NAME).write_text("{not json")
+    _one_line_error(bad_manifest, "malformed manifest")
+
+    def case(name: str, damage: Callable[[Path], None], match: str) -> None:
+        data = subset(built, tmp_path / name, [TRAIN, "rewriting/test"])
+        damage(data / "rl/rewriting/train.parquet")
+        _one_line_error(data, match)
+
+    case("missing-file", Path.unlink, "listed in datasets.json but does not exist")
+    case("empty-file", lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)")
+    case("malformed", lambda p: p.write_bytes(b"PAR1 garbage"), "not a valid parquet file")
+    case("directory", lambda p: (p.unlink(), p.mkdir()), "not a file")
+    case("zero-rows", lambda p: pq.write_table(pq.read_table(p).slice(0, 0), p), "parquet file has no rows")
+    case(
+        "changed",
+        lambda p: pq.write_table(pq.read_table(p).slice(1), p),
+        "sha256 .* does not match datasets.json",
+    )
+
+
+def test_unknown_family_in_manifest(built: Path, tmp_path: Path) -> None:
+    data = subset(built, tmp_path, [TRAIN])
+    raw = json.loads((data / MANIFEST_NAME).read_text())
+    raw["datasets"][0]["family"] = "nope"
+    (data / MANIFEST_NAME).write_text(json.dumps(raw))
+    _one_line_error(data, "unknown task family 'nope'")
+
+
+def test_summary_lists_dataset_expectation_and_rows() -> None:
+    from genbench_tasks.validation import DatasetResult, FailedExpectation
+
+    failure = FailedExpectation(
+        expectation="expect_column_values_to_be_unique",
+        column="id",
+        details="2 of 10 values unexpected",
+        sample_offending_rows=[{"row": 1, "id": "a"}, {"row": 2, "id": "a"}],
+    )
+    report = ValidationReport(
+        success=False,
+        data_dir=Path("/d"),
+        datasets=[
+            DatasetResult(
+                name="x/train",
+                path="rl/x/train.parquet",
+                family="x",
+                split="train",
+                format="rl",
+                rows=10,
+                success=False,
+                failed_expectations=[failure],
+            ),
+        ],  # fmt: skip
+        cross_checks=[],
+        report_path=Path("/d/validation/validation_report.json"),
+    )
+    lines = report.summary().splitlines()
+    assert lines[0] == "validation FAILED: 0/1 datasets valid (/d)"
+    assert lines[1] == "  x/train: expect_column_values_to_be_unique [id]: 2 of 10 values unexpected"
+    assert lines[2] == '      row: {"row": 1, "id": "a"}'
+    assert report.one_line() == (
+        "validation failed: x/train: expect_column_values_to_be_unique on column 'id': 2 of 10 values "
+        'unexpected; offending rows: {"row": 1, "id": "a"}, {"row": 2, "id": "a"}'
+    )
