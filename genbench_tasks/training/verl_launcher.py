@@ -1,0 +1,532 @@
+"""Launch ``verl.trainer.main_ppo`` (PPO + GAE with a critic, FSDP, vLLM rollouts) as a Ray job (GPU-only).
+
+* :func:`build_overrides`: the Hydra override list for one (profile, verl version, seed, data, output dir),
+  with every key placed where *that* verl release reads it (see :mod:`.verl_config` and
+  docs/verl-versions.md).
+* :func:`validate_run`: compose those overrides against the release's own config and check them.
+* :func:`merge_argv`: verl's FSDP -> HF model merger command.
+* :func:`build_job_spec` / :func:`build_job`: entrypoint + runtime_env (``image_uri``) for the Ray launcher.
+
+Output layout (``output_dir`` must be on storage shared by all nodes): ``state/`` = verl's FSDP checkpoints
+(``trainer.default_local_dir``, resumed with ``trainer.resume_mode=auto``), ``checkpoint/`` = the merged
+HF model, ``data/`` = S3 inputs staged for verl (it reads local/HDFS paths only).
+
+``python -m genbench_tasks.training.verl_launcher {preflight,finish}`` are the job's own first and last steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.training.verl_config import (
+    REWARD_FUNCTION,
+    REWARD_MODULE,
+    VerlConfigError,
+    VerlConfigReport,
+    check_overrides,
+    check_runtime_env,
+    normalize_reward_overrides,
+    override,
+    parse_version,
+    rules_for,
+)
+
+log = logging.getLogger(__name__)
+
+# verl FSDP checkpoints (global_step_N/{actor,critic}, latest_checkpointed_iteration.txt)
+STATE_SUBDIR = "state"
+MODEL_SUBDIR = "checkpoint"  # merged HF model (what evaluation loads)
+DATA_SUBDIR = "data"  # staged S3 inputs
+LAUNCH_RECORD = "verl_launch.json"
+PLACEHOLDER_ROOT = "/genbench-placeholder"
+_RUNTIME_REWARD_PATH = (
+    '"$(python -c \'import importlib.util as u; print(u.find_spec("' + REWARD_MODULE + '").origin)\')"'
+)
+
+
+class VerlRun(BaseModel):
+    """One training run: what varies between the (version x seed) jobs of a profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verl_version: str
+    seed: int
+    train_files: list[str] = Field(min_length=1)  # local/shared paths or s3:// URIs (staged into data/)
+    val_files: list[str] = Field(min_length=1)
+    output_dir: str  # shared storage: state/, checkpoint/, data/
+    model_path: str | None = None  # init model (HF id or dir); default: the profile's model.path
+    project_name: str = "genbench"
+    experiment_name: str | None = None  # default: <profile>-verl<version>-seed<seed>
+    reward_path: str | None = None  # default: pkg://genbench_tasks.rewards (0.7+), the module file before
+    max_ckpt_to_keep: int | None = 2  # per role; resume needs only the latest
+    extra_overrides: list[str] = Field(default_factory=list)  # appended last (reward keys normalised)
+
+    @field_validator("verl_version")
+    @classmethod
+    def _supported(cls, v: str) -> str:
+        parse_version(v)
+        return v
+
+    @field_validator("output_dir")
+    @classmethod
+    def _filesystem(cls, v: str) -> str:
+        if "://" in v:  # a GenbenchError, not a ValueError: the CLI reports it in one line
+            raise VerlConfigError(f"output_dir {v!r} must be a shared filesystem path (verl saves locally)")
+        return v.rstrip("/") or "/"
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.output_dir}/{STATE_SUBDIR}"
+
+    @property
+    def model_dir(self) -> str:
+        return f"{self.output_dir}/{MODEL_SUBDIR}"
+
+    def staged(self, uri: str) -> str:
+        """Where verl reads ``uri`` from: S3 objects are staged under ``output_dir/data/<bucket>/<key>``."""
+        if uri.startswith("s3://"):
+            return f"{self.output_dir}/{DATA_SUBDIR}/{uri[len('s3://') :]}"
+        if "://" in uri and not uri.startswith(("hdfs://", "file://")):
+            raise VerlConfigError(f"unsupported data URI {uri!r} (use a shared path, s3:// or hdfs://)")
+        return uri
+
+    def stage_pairs(self) -> list[tuple[str, str]]:
+        return [(u, self.staged(u)) for u in [*self.train_files, *self.val_files] if u.startswith("s3://")]
+
+
+def model_path_for(profile: Any, run: VerlRun) -> str:
+    """The model verl initialises actor, reference and critic from."""
+    path = run.model_path or (profile.model.path if profile.model.source == "hf" else None)
+    if not path:
+        raise VerlConfigError(
+            f"profile {profile.name!r} uses a tiny model built by the SFT stage: pass model_path (its output dir)"
+        )
+    if path.startswith("s3://"):
+        raise VerlConfigError(f"model_path {path!r}: verl loads local paths or HF ids, not s3://")
+    return path
+
+
+def reward_path_for(run: VerlRun) -> str:
+    """``pkg://`` for releases with ``load_extern_object`` (0.7.0+); the module's file path before."""
+    if run.reward_path:
+        return run.reward_path
+    if rules_for(run.verl_version).reward_pkg_path:
+        return f"pkg://{REWARD_MODULE}"
+    spec = importlib.util.find_spec(REWARD_MODULE)
+    assert spec is not None and spec.origin
+    return spec.origin
+
+
+def build_overrides(profile: Any, run: VerlRun) -> list[str]:
+    """Hydra overrides for ``python -m verl.trainer.main_ppo`` (order matters only for ``extra_overrides``)."""
+    rules = rules_for(run.verl_version)
+    ppo, cluster = profile.ppo, profile.cluster
+    model = model_path_for(profile, run)
+    experiment = run.experiment_name or f"{profile.name}-verl{run.verl_version}-seed{run.seed}"
+    items: list[tuple[str, Any]] = [
+        # PPO + GAE with a critic; KL to the reference policy in the reward (fixed/adaptive controller)
+        ("algorithm.adv_estimator", "gae"),
+        ("algorithm.gamma", ppo.gamma),
+        ("algorithm.lam", ppo.lam),
+        ("algorithm.use_kl_in_reward", True),
+        ("algorithm.kl_penalty", "kl"),
+        ("algorithm.kl_ctrl.type", ppo.kl_ctrl),
+        ("algorithm.kl_ctrl.kl_coef", ppo.kl_coef),
+        ("algorithm.kl_ctrl.target_kl", ppo.kl_target),
+        ("data.train_files", [run.staged(u) for u in run.train_files]),
+        ("data.val_files", [run.staged(u) for u in run.val_files]),
+        ("data.train_batch_size", ppo.rollout_batch_size),
+        ("data.max_prompt_length", ppo.max_prompt_length),
+        ("data.max_response_length", ppo.max_response_length),
+        ("actor_rollout_ref.model.path", model),
+        ("actor_rollout_ref.actor.strategy", "fsdp"),
+        ("actor_rollout_ref.actor.optim.lr", ppo.actor_lr),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", ppo.mini_batch_size),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", cluster.ppo_micro_batch_size_per_gpu),
+        ("actor_rollout_ref.actor.ppo_epochs", ppo.ppo_epochs),
+        ("actor_rollout_ref.actor.clip_ratio", ppo.clip_ratio),
+        ("actor_rollout_ref.actor.entropy_coeff", ppo.entropy_coeff),
+        ("actor_rollout_ref.actor.use_kl_loss", False),
+        (
+            "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
+            cluster.log_prob_micro_batch_size_per_gpu,
+        ),
+        ("actor_rollout_ref.rollout.name", "vllm"),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", cluster.tensor_parallel_size),
+        ("actor_rollout_ref.rollout.gpu_memory_utilization", cluster.gpu_memory_utilization),
+        ("actor_rollout_ref.rollout.n", cluster.rollout_n),
+        ("actor_rollout_ref.rollout.temperature", ppo.temperature),
+        (
+            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
+            cluster.log_prob_micro_batch_size_per_gpu,
+        ),
+        ("critic.strategy", "fsdp"),
+        ("critic.model.path", model),
+        ("critic.optim.lr", ppo.critic_lr),
+        ("critic.ppo_mini_batch_size", ppo.mini_batch_size),
+        ("critic.ppo_micro_batch_size_per_gpu", cluster.ppo_micro_batch_size_per_gpu),
+        ("critic.ppo_epochs", ppo.ppo_epochs),
+        (f"{rules.reward_prefix}.path", reward_path_for(run)),
+        (f"{rules.reward_prefix}.name", REWARD_FUNCTION),
+        ("trainer.nnodes", cluster.nnodes),
+        ("trainer.n_gpus_per_node", cluster.n_gpus_per_node),
+        ("trainer.total_training_steps", ppo.steps),
+        ("trainer.total_epochs", ppo.steps),  # an upper bound: the step budget ends the run
+        ("trainer.save_freq", ppo.save_freq),
+        ("trainer.test_freq", ppo.save_freq),
+        ("trainer.default_local_dir", run.state_dir),
+        ("trainer.resume_mode", "auto"),
+        ("trainer.max_actor_ckpt_to_keep", run.max_ckpt_to_keep),
+        ("trainer.max_critic_ckpt_to_keep", run.max_ckpt_to_keep),
+        ("trainer.logger", ["console"]),
+        ("trainer.project_name", run.project_name),
+        ("trainer.experiment_name", experiment),
+    ]
+    overrides = [override(key, value) for key, value in items]
+    for key in rules.seed_keys:  # data.seed is not in 0.6.0's schema: add it there
+        prefix = "+" if key == "data.seed" and not rules.data_seed_in_schema else ""
+        overrides.append(prefix + override(key, run.seed))
+    return overrides + normalize_reward_overrides(run.extra_overrides, run.verl_version)
+
+
+def policy_expectations(run: VerlRun) -> dict[str, Any]:
+    """What genbench requires of the composed config whatever ``extra_overrides`` say."""
+    return {
+        "algorithm.adv_estimator": "gae",
+        "actor_rollout_ref.rollout.name": "vllm",
+        "actor_rollout_ref.actor.strategy": "fsdp",
+        "critic.strategy": "fsdp",
+        "trainer.default_local_dir": run.state_dir,
+        "trainer.resume_mode": "auto",
+    }
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+
+def data_files(profile: Any, data_dir: str) -> tuple[list[str], list[str]]:
+    """Train/val parquet of the profile's training families (``rl/<family>/<split>.parquet``; the data
+    directory's datasets.json wins when it is readable from here)."""
+    families = profile.training_families
+    manifest = Path(data_dir) / "datasets.json"
+    if "://" not in data_dir and manifest.is_file():
+        entries = json.loads(manifest.read_text())["datasets"]
+
+        def pick(split: str) -> list[str]:
+            return [
+                f"{data_dir}/{e['path']}"
+                for e in entries
+                if e["format"] == "rl" and e["split"] == split and e["family"] in families and e["rows"] > 0
+            ]
+
+        train, val = pick("train"), pick("val")
+    else:
+
+        def sized(family: str, split: str) -> bool:
+            sizes = profile.data.sizes.get(family)
+            return sizes is None or getattr(sizes, split) > 0
+
+        train = [f"{data_dir}/rl/{f}/train.parquet" for f in families if sized(f, "train")]
+        val = [f"{data_dir}/rl/{f}/val.parquet" for f in families if sized(f, "val")]
+    if not train or not val:
+        raise VerlConfigError(f"no RL train/val data for families {families} under {data_dir}")
+    return train, val
+
+
+def make_run(
+    profile: Any,
+    version: str,
+    *,
+    seed: int | None = None,
+    data_dir: str | None = None,
+    output_dir: str | None = None,
+    model_path: str | None = None,
+    extra_overrides: list[str] | None = None,
+) -> VerlRun:
+    """A run for ``profile``; unset paths become placeholders (enough to check the config, not to train)."""
+    train, val = data_files(profile, data_dir or f"{PLACEHOLDER_ROOT}/data")
+    if model_path is None and profile.model.source != "hf":
+        model_path = f"{PLACEHOLDER_ROOT}/sft/checkpoint"
+    return VerlRun(
+        verl_version=version,
+        seed=profile.seeds[0] if seed is None else seed,
+        train_files=train,
+        val_files=val,
+        output_dir=output_dir or f"{PLACEHOLDER_ROOT}/train/{profile.name}-{version}",
+        model_path=model_path,
+        extra_overrides=list(extra_overrides or []),
+    )
+
+
+def validate_run(
+    profile: Any,
+    run: VerlRun | None = None,
+    *,
+    version: str | None = None,
+    native: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> VerlConfigReport:
+    """Build the run's overrides and check them against its verl release (see :func:`check_overrides`)."""
+    if run is None:
+        if version is None:
+            raise GenbenchError("validate_run needs a run or a version")
+        run = make_run(profile, version)
+    elif version is not None and version != run.verl_version:
+        raise GenbenchError(f"version {version} does not match the run's verl {run.verl_version}")
+    report = check_overrides(
+        run.verl_version,
+        build_overrides(profile, run),
+        seed=run.seed,
+        expect=policy_expectations(run),
+        native=native,
+        cache_dir=cache_dir,
+    )
+    report.summary["profile"] = profile.name
+    return report
+
+
+# --------------------------------------------------------------------------------------- job pieces
+
+
+def merge_argv(
+    checkpoint_dir: str,
+    step: int,
+    target_dir: str,
+    *,
+    verl_version: str | None = None,
+    python: str = "python",
+) -> list[str]:
+    """verl's FSDP -> HF merge (``verl.model_merger``, 0.4.1+) of ``<checkpoint_dir>/global_step_<step>/actor``."""
+    if verl_version is not None:
+        parse_version(verl_version)  # >= 0.6.0, so the merger CLI exists
+    return [
+        python, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
+        "--local_dir", f"{checkpoint_dir.rstrip('/')}/global_step_{step}/actor", "--target_dir", target_dir,
+    ]  # fmt: skip
+
+
+class VerlJob(BaseModel):
+    """Everything the Ray launcher submits for one run (``submit_kwargs()`` feeds ``submit_job``)."""
+
+    entrypoint: str
+    runtime_env: dict[str, Any]
+    metadata: dict[str, str]
+    entrypoint_num_cpus: float = 1.0
+    #: verl resumes by itself (trainer.resume_mode=auto): retries need no extra argument. The entrypoint's
+    #: last step (``finish``) tolerates a trailing ``--resume`` anyway.
+    resume_arg: str | None = None
+    verl_version: str
+    seed: int
+    overrides: list[str]
+    merge_argv: list[str]
+    state_dir: str
+    model_dir: str
+    image_uri: str
+    #: what the image must contain (Ray's image_uri cannot be combined with pip: the image pins these).
+    requirements: list[str]
+
+    def submit_kwargs(self) -> dict[str, Any]:
+        return {
+            "entrypoint": self.entrypoint,
+            "runtime_env": self.runtime_env,
+            "metadata": self.metadata,
+            "entrypoint_num_cpus": self.entrypoint_num_cpus,
+        }
+
+
+def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]) -> str:
+    rules = rules_for(run.verl_version)
+    module = "python -m genbench_tasks.training.verl_launcher"
+    stage = "".join(f" --stage {shlex.quote(src)} {shlex.quote(dst)}" for src, dst in run.stage_pairs())
+    local = [
+        run.staged(u) for u in [*run.train_files, *run.val_files] if not u.startswith(("s3://", "hdfs://"))
+    ]
+    if run.model_path and run.model_path.startswith("/"):
+        local.append(run.model_path)
+    require = "".join(f" --require {shlex.quote(path)}" for path in local)
+    preflight = (
+        f"{module} preflight --verl-version {run.verl_version} --output-dir {shlex.quote(run.output_dir)}"
+        f"{stage}{require}"
+    )
+    runtime_reward = not rules.reward_pkg_path and not run.reward_path
+    args = []
+    for item in overrides:
+        if runtime_reward and item.startswith(f"{rules.reward_prefix}.path="):
+            # < 0.7.0 loads the reward by file path: take the worker image's own copy of the module
+            args.append(f"{rules.reward_prefix}.path={_RUNTIME_REWARD_PATH}")
+        else:
+            args.append(shlex.quote(item))
+    latest = shlex.quote(f"{run.state_dir}/latest_checkpointed_iteration.txt")
+    train = f'{{ [ "$(cat {latest} 2>/dev/null)" = "{steps}" ] || python -m verl.trainer.main_ppo {" ".join(args)}; }}'
+    finish = f"{module} finish --output-dir {shlex.quote(run.output_dir)}"
+    return " && ".join([preflight, train, shlex.join(merge), finish])
+
+
+def build_job_spec(
+    profile: Any,
+    run: VerlRun,
+    *,
+    env_vars: dict[str, str] | None = None,
+    check: bool = True,
+    native: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> VerlJob:
+    """The Ray job for ``run``: preflight -> main_ppo (skipped when already complete) -> merge -> finish.
+
+    ``check`` composes the overrides against that verl release first (fetching its wheel once).
+    """
+    if check:
+        validate_run(profile, run, native=native, cache_dir=cache_dir)
+    overrides = build_overrides(profile, run)
+    steps = profile.ppo.steps
+    if profile.ppo.save_freq <= 0:
+        raise VerlConfigError("ppo.save_freq must be > 0: the merge needs verl's final checkpoint")
+    merge = merge_argv(run.state_dir, steps, run.model_dir, verl_version=run.verl_version)
+    image = profile.cluster.worker_image.format(verl_version=run.verl_version)
+    runtime_env: dict[str, Any] = {"image_uri": image}
+    if env_vars:
+        runtime_env["env_vars"] = {str(k): str(v) for k, v in env_vars.items()}
+    check_runtime_env(runtime_env, run.verl_version)
+    return VerlJob(
+        entrypoint=_entrypoint(run, overrides, steps, merge),
+        runtime_env=runtime_env,
+        metadata={
+            "genbench_profile": profile.name,
+            "verl_version": run.verl_version,
+            "seed": str(run.seed),
+            "experiment": run.experiment_name or f"{profile.name}-verl{run.verl_version}-seed{run.seed}",
+        },
+        verl_version=run.verl_version,
+        seed=run.seed,
+        overrides=overrides,
+        merge_argv=merge,
+        state_dir=run.state_dir,
+        model_dir=run.model_dir,
+        image_uri=image,
+        requirements=[f"verl[vllm]=={run.verl_version}", "genbench"],
+    )
+
+
+def build_job(profile: Any, cell: Any, **kwargs: Any) -> VerlJob:
+    """:func:`build_job_spec` for a pipeline train cell (``genbench_tasks.pipeline.cells.CellSpec``):
+    data from ``cell.data_dir``, init model ``cell.checkpoint_dir`` (the SFT output), outputs in ``cell.cell_dir``."""
+    if not cell.verl_version:
+        raise GenbenchError(f"cell {cell.key} has no verl version")
+    train, val = data_files(profile, cell.data_dir)
+    run = VerlRun(
+        verl_version=cell.verl_version,
+        seed=cell.seed,
+        train_files=train,
+        val_files=val,
+        output_dir=cell.cell_dir,
+        model_path=cell.checkpoint_dir,
+    )
+    return build_job_spec(profile, run, **kwargs)
+
+
+# --------------------------------------------------------------------- the job's own steps (on the cluster)
+
+
+def preflight(
+    version: str, output_dir: str, stage: list[tuple[str, str]], require: list[str] | None = None
+) -> dict[str, Any]:
+    """First step of the job, inside the worker image: right verl + vLLM installed, reward importable,
+    S3 inputs staged, local inputs present. Raises :class:`GenbenchError` (exit 2) before verl starts."""
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        installed = None
+    if installed != version:
+        raise GenbenchError(f"worker image has verl {installed}, the job needs verl[vllm]=={version}")
+    try:
+        vllm = metadata.version("vllm")
+    except metadata.PackageNotFoundError as exc:
+        raise GenbenchError(f"worker image lacks vllm (needs verl[vllm]=={version})") from exc
+    module = importlib.import_module(REWARD_MODULE)
+    if not callable(getattr(module, REWARD_FUNCTION, None)):
+        raise GenbenchError(f"{REWARD_MODULE}.{REWARD_FUNCTION} is missing on the worker")
+    for src, dst in stage:
+        _stage_s3(src, dst)
+    missing = [path for path in require or [] if not os.path.exists(path)]
+    if missing:
+        raise GenbenchError(f"inputs missing on the worker: {', '.join(missing)}")
+    record = {"started": time.time(), "verl": installed, "vllm": vllm, "host": os.uname().nodename}
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / LAUNCH_RECORD).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def _stage_s3(src: str, dst: str) -> None:
+    """Copy one S3 object to shared storage (boto3 default credentials; AWS_ENDPOINT_URL for MinIO)."""
+    import boto3
+
+    bucket, _, key = src[len("s3://") :].partition("/")
+    client = boto3.client("s3")
+    size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    target = Path(dst)
+    if target.is_file() and target.stat().st_size == size:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    client.download_file(bucket, key, str(tmp))
+    tmp.replace(target)
+
+
+def finish(output_dir: str) -> Path:
+    """Last step: the merged HF model exists; mark the pipeline cell done when ``output_dir`` is one."""
+    model_dir = Path(output_dir) / MODEL_SUBDIR
+    if not (model_dir / "config.json").is_file():
+        raise GenbenchError(f"no merged HF model in {model_dir} (verl.model_merger failed?)")
+    if (Path(output_dir) / "cell.json").is_file():
+        from genbench_tasks.pipeline.cells import mark_done, read_spec
+
+        record = Path(output_dir) / LAUNCH_RECORD
+        started = json.loads(record.read_text())["started"] if record.is_file() else time.time()
+        mark_done(read_spec(output_dir), time.time() - started)
+    return model_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m genbench_tasks.training.verl_launcher",
+        description="First and last steps of a genbench verl training job (run inside the worker image).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("preflight", help="check the image (verl/vLLM/reward) and stage S3 inputs")
+    pre.add_argument("--verl-version", required=True)
+    pre.add_argument("--output-dir", required=True)
+    pre.add_argument("--stage", action="append", nargs=2, default=[], metavar=("S3_URI", "PATH"))
+    pre.add_argument("--require", action="append", default=[], metavar="PATH", help="must exist")
+    fin = sub.add_parser("finish", help="verify the merged model and mark the cell done")
+    fin.add_argument("--output-dir", required=True)
+    fin.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # appended on Ray retries
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "preflight":
+            pairs = [(src, dst) for src, dst in args.stage]
+            print(json.dumps(preflight(args.verl_version, args.output_dir, pairs, args.require)))
+        else:
+            print(finish(args.output_dir))
+    except GenbenchError as exc:
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
