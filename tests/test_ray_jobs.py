@@ -25,6 +25,8 @@ from genbench_tasks.launch.ray_jobs import (
 from tests.fixtures.ray_cluster import cmd, unique_id
 
 log = logging.getLogger(__name__)
+# Ray's own tail_job_logs passes ssl=None to aiohttp.
+pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
 
 
 # -- unit ----------------------------------------------------------------------------------------------------
@@ -88,6 +90,28 @@ def test_log_cursor_snapshots_and_chunks():
     assert t.feed("x\ny") == ["x"]
     assert t.feed("z\n") == ["yz"]
     assert t.offset == 5
+
+
+def test_tail_falls_back_to_polling_when_the_stream_breaks():
+    class BrokenStreamClient:
+        polls = 0
+
+        async def tail_job_logs(self, job_id: str):
+            yield "a\nb"
+            raise RuntimeError("WebSocket connection closed unexpectedly")
+
+        def get_job_status(self, job_id: str) -> str:
+            self.polls += 1
+            return "RUNNING" if self.polls < 2 else "SUCCEEDED"
+
+        def get_job_logs(self, job_id: str) -> str:
+            return "a\nb\nc\nlast" if self.polls >= 2 else "a\nb\nc\n"
+
+    launcher = RayJobLauncher("http://127.0.0.1:9")
+    launcher._client = BrokenStreamClient()  # type: ignore[assignment]
+    lines: list[str] = []
+    asyncio.run(launcher.tail("j", lines.append, poll_s=0.01))
+    assert lines == ["a", "b", "c", "last"]
 
 
 def test_client_is_lazy():

@@ -344,13 +344,22 @@ class RayJobLauncher:
         """The job's whole driver log so far."""
         return self.client.get_job_logs(job_id)
 
-    async def tail(self, job_id: str, sink: LogSink) -> None:
+    async def tail(self, job_id: str, sink: LogSink, poll_s: float = 2.0) -> None:
         """Stream the job's log lines to ``sink`` until it ends (``tail_job_logs`` can drop the last line:
-        the whole log is fetched at the end and what was missed is emitted too)."""
+        the whole log is fetched at the end and what was missed is emitted too). If the websocket breaks
+        (dashboard restart, proxy timeout) it falls back to polling ``get_job_logs``."""
         cursor = LogCursor()
-        async for chunk in self.client.tail_job_logs(job_id):
-            for line in cursor.feed(chunk):
-                await _emit(sink, line)
+        client = await asyncio.to_thread(lambda: self.client)  # the constructor does blocking HTTP
+        try:
+            async for chunk in client.tail_job_logs(job_id):
+                for line in cursor.feed(chunk):
+                    await _emit(sink, line)
+        except Exception as exc:  # aiohttp/RuntimeError: keep following by polling
+            log.warning("log stream of Ray job %s broke (%s): polling instead", job_id, exc)
+            while (await asyncio.to_thread(self.status, job_id)) not in TERMINAL_STATUSES:
+                for line in cursor.from_snapshot(await asyncio.to_thread(self.logs, job_id)):
+                    await _emit(sink, line)
+                await asyncio.sleep(poll_s)
         full = await asyncio.to_thread(self.logs, job_id)
         if len(full) >= cursor.offset:
             for line in cursor.from_snapshot(full) + cursor.flush():
