@@ -145,9 +145,9 @@ def genbench_nightly():
 
     @task
     def detect_regressions(run: dict) -> dict:
-        from genbench_tasks.pipeline.nightly import finalize
+        from genbench_tasks.pipeline.nightly import detect_regressions
 
-        return finalize(_plan(run))
+        return detect_regressions(_plan(run))
 
     @task(trigger_rule="all_done")
     def publish(run: dict) -> dict:

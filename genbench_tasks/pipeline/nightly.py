@@ -1,7 +1,7 @@
 """The nightly study as plain functions; the Airflow DAG (dags/genbench_nightly.py) only wires them.
 
 plan_run -> build_data -> validate_data -> check_verl_config (per version) -> plan_cells
--> [Ray jobs: SFT, PPO per version x seed, evaluation per label x seed] -> collect -> finalize -> publish
+-> [Ray jobs: SFT, PPO per version x seed, evaluation per label x seed] -> collect -> aggregate -> detect_regressions -> publish
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def write_run_manifest(plan: RunPlan, **fields) -> dict:
             "seeds": plan.seeds,
             "families": plan.families,
             "code_version": plan.code_version,
-            "data_hash": plan.data_hash,
         }
     )
+    if plan.data_hash is not None:
+        current["data_hash"] = plan.data_hash
     current.update(fields)
     current["updated"] = datetime.now(timezone.utc).isoformat()
     path.write_text(json.dumps(current, indent=2, default=str) + "\n")
@@ -256,7 +257,10 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         entrypoint = build_job(profile, cell).entrypoint
     else:
         entrypoint = f"python -m genbench_tasks.pipeline.cells run {cell.cell_dir}"
-    pin = cell.kind == "train" or production
+    # Production: one image per verl version. Embedded: a pip runtime_env installs the wheel (--no-deps) on top
+    # of the base env; Ray copies the whole venv for it (~2 GB, ~1 min), so the installed release is used as is
+    # (the trainer still checks that the verl it imports is the version asked for).
+    pin = production or (cell.kind == "train" and version != _installed_verl())
     runtime_env = (
         runtime_env_for_verl(version, mode="image" if production else "pip", image_uri=image, env_vars={})
         if pin
@@ -268,7 +272,9 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         "runtime_env": runtime_env,
         "entrypoint_num_cpus": 1,
         # verl's trainer places its own GPU actors; a vLLM evaluation runs in the job's driver process.
-        "entrypoint_num_gpus": profile.cluster.tensor_parallel_size if production and cell.kind == "eval" else None,
+        "entrypoint_num_gpus": profile.cluster.tensor_parallel_size
+        if production and cell.kind == "eval"
+        else None,
         "metadata": {
             "genbench_cell": cell.key,
             "kind": cell.kind,
@@ -276,6 +282,15 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
             "seed": str(cell.seed),
         },
     }
+
+
+def _installed_verl() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("verl")
+    except PackageNotFoundError:
+        return None
 
 
 def pending(cells: list[CellSpec]) -> list[CellSpec]:
@@ -309,19 +324,58 @@ def collect(plan: RunPlan, cell_plan: CellPlan) -> dict:
     return {"missing": missing}
 
 
-def finalize(plan: RunPlan) -> dict:
-    """Aggregate across seeds and compare every version against the baseline."""
-    from genbench_tasks.evaluation.aggregate import aggregate
-    from genbench_tasks.evaluation.compare import compare_versions
+def previous_nightly(plan: RunPlan) -> Path | None:
+    """The newest earlier run of the same profile with a summary (the baseline for "previous nightly")."""
+    best: tuple[str, Path] | None = None
+    for manifest_path in (Path(plan.rundir).parent).glob("*/manifest.json"):
+        rundir = manifest_path.parent
+        if rundir.resolve() == Path(plan.rundir).resolve() or not (rundir / "summary.json").is_file():
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if manifest.get("profile") != plan.profile_name or manifest.get("status") not in (
+            "success",
+            "partial",
+        ):
+            continue
+        started = str(manifest.get("started", ""))
+        if best is None or started > best[0]:
+            best = (started, rundir)
+    return best[1] if best else None
 
-    aggregate(plan.rundir)
-    rows = compare_versions(plan.rundir, baseline=plan.baseline_version)
+
+def detect_regressions(plan: RunPlan) -> dict:
+    """After aggregation: compare every version against the baseline version of this run, and each
+    version against the same version in the previous nightly. Writes comparison.json."""
+    from genbench_tasks.evaluation.compare import (
+        COMPARISON_NAME,
+        compare_runs,
+        compare_versions,
+        labels_of,
+        write_comparisons,
+    )
+
+    rundir = Path(plan.rundir)
+    rows = list(compare_versions(rundir, baseline=plan.baseline_version))
+    previous = previous_nightly(plan)
+    if previous is not None:
+        earlier = set(labels_of(previous))
+        for version in plan.verl_versions:
+            if version in earlier and version in labels_of(rundir):
+                rows += compare_runs(rundir, previous, candidate=version, baseline=version).rows
+        log.info("compared against the previous nightly %s", previous.name)
+    if not (rundir / COMPARISON_NAME).is_file():
+        log.warning(
+            "nothing to compare: one verl version and no previous nightly of profile %s", plan.profile_name
+        )
+        write_comparisons(rundir / COMPARISON_NAME, [])
     verdicts: dict[str, int] = {}
     for row in rows:
-        verdict = row["verdict"] if isinstance(row, dict) else row.verdict
-        verdicts[verdict] = verdicts.get(verdict, 0) + 1
-    write_run_manifest(plan, verdicts=verdicts)
-    return {"verdicts": verdicts}
+        verdicts[row.verdict] = verdicts.get(row.verdict, 0) + 1
+    write_run_manifest(plan, verdicts=verdicts, previous_nightly=previous.name if previous else None)
+    return {"verdicts": verdicts, "previous_nightly": previous.name if previous else None}
 
 
 def mark_finished(plan: RunPlan, status: str) -> None:

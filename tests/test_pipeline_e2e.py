@@ -1,0 +1,111 @@
+"""The whole nightly DAG on real components: Airflow (SQLite, dag.test), a local Ray head (Jobs API),
+moto's S3 server over HTTP, GX, the tiny CPU model and the installed verl. Then again: nothing is redone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from genbench_tasks.pipeline.embedded import airflow_environment, default_dags_folder, run_dag_once
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BUCKET = "genbench-e2e"
+SMALL = {
+    "data": {
+        "sizes": {
+            "rewriting": {"train": 128, "val": 16, "test": 6},
+            "reasoning": {"train": 128, "val": 16, "test": 6},
+            "code_generation": {"train": 0, "val": 0, "test": 6},
+        }
+    },
+    "sft": {"steps": 30},
+    "ppo": {"steps": 2, "rollout_batch_size": 8, "mini_batch_size": 8, "save_freq": 1},
+    "eval": {"samples_per_prompt": 2, "max_prompts_per_family": 4, "max_new_tokens": 32},
+}
+
+
+def _s3(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def _ray_jobs(address: str) -> list[str]:
+    from ray.job_submission import JobSubmissionClient
+
+    return sorted(j.submission_id for j in JobSubmissionClient(address).list_jobs() if j.submission_id)
+
+
+def _success_markers(work: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (work / "cells").rglob("_SUCCESS")}
+
+
+@pytest.fixture
+def embedded(tmp_path, ray_head, s3_server, airflow_db, monkeypatch):
+    _s3(s3_server).create_bucket(Bucket=BUCKET)
+    work = tmp_path / "work"
+    env = airflow_environment(
+        Path(airflow_db), default_dags_folder(), s3_server, ray_head, work, f"s3://{BUCKET}/nightly"
+    )
+    for key, value in env.items():
+        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
+            monkeypatch.setenv(key, value)
+    return {"work": work, "s3": s3_server, "ray": ray_head}
+
+
+def test_nightly_dag_end_to_end_then_cached(embedded):
+    work, s3 = embedded["work"], _s3(embedded["s3"])
+    conf = {"profile": "local-cpu", "verl_versions": ["0.9.1"], "seeds": 2, "profile_overrides": SMALL}
+
+    assert run_dag_once(conf) == "success"
+
+    # Every cell ran once: SFT, 2 PPO, 2+2 evaluations.
+    markers = _success_markers(work)
+    kinds = sorted(Path(p).parts[-3] for p in markers)
+    assert kinds == ["eval"] * 4 + ["sft"] + ["train"] * 2
+    jobs_after_first = _ray_jobs(embedded["ray"])
+    assert len(jobs_after_first) == 7
+
+    # Published: every object matches its recorded sha256; index and report present.
+    index = json.loads(s3.get_object(Bucket=BUCKET, Key="nightly/index.json")["Body"].read())
+    runs = index["runs"]
+    assert len(runs) == 1 and runs[0]["status"] == "success"
+    run_prefix = f"nightly/runs/{runs[0]['run_key']}"
+    published = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/published.json")["Body"].read())
+    keys = {o["key"] for o in published["objects"]}
+    assert {"report.html", "summary.json", "comparison.json", "manifest.json", "data/datasets.json"} <= keys
+    assert any(k.startswith("train/0.9.1/seed=1/") for k in keys)
+    assert any(k.startswith("eval/sft/seed=0/samples.") for k in keys)
+    assert any(k.startswith("validation/") for k in keys)
+    for obj in published["objects"]:
+        body = s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/{obj['key']}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == obj["sha256"], obj["key"]
+    report = s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/report.html")["Body"].read().decode()
+    assert "<svg" in report and "code_generation" in report and "0.9.1" in report
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/summary.json")["Body"].read())
+    assert set(summary["labels"]) == {"sft", "0.9.1"}
+    first = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/comparison.json")["Body"].read())
+    assert first["comparisons"] == []  # one version, no previous nightly: nothing to compare yet
+
+    # Second run: a new DAG run, same inputs -> every cell cached, no Ray job submitted.
+    assert run_dag_once(conf) == "success"
+    assert _success_markers(work) == markers
+    assert _ray_jobs(embedded["ray"]) == jobs_after_first
+    index = json.loads(s3.get_object(Bucket=BUCKET, Key="nightly/index.json")["Body"].read())
+    assert len(index["runs"]) == 2 and all(r["status"] == "success" for r in index["runs"])
+
+    # The second nightly is compared with the first (same version, previous nightly): the cached cells give
+    # identical results, so every decided row must say "no change" (no false alarm).
+    second = next(r for r in index["runs"] if r["run_key"] != runs[0]["run_key"])
+    doc = json.loads(
+        s3.get_object(Bucket=BUCKET, Key=f"nightly/runs/{second['run_key']}/comparison.json")["Body"].read()
+    )
+    (comparison,) = doc["comparisons"]
+    assert comparison["candidate"]["label"] == comparison["baseline"]["label"] == "0.9.1"
+    verdicts = {row["verdict"] for row in comparison["rows"]}
+    assert verdicts and verdicts <= {"no change", "insufficient data"}
+    assert "no change" in verdicts
