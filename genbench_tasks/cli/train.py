@@ -1,0 +1,111 @@
+"""`genbench train`: one verl-core PPO+GAE run (in-process, or as a Ray job with --ray-address)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train one (verl version, seed) PPO run",
+        description=(
+            "Run the shared SFT warm start (once per profile+data) and one PPO+GAE run of the verl-core "
+            "backend: OUT/checkpoint (HF), OUT/metrics.jsonl, OUT/manifest.json, OUT/state/step_N. "
+            "Fails fast when the imported verl is not --verl-version."
+        ),
+        epilog="example: genbench train --profile local-cpu --verl-version 0.9.1 --seed 0 --out runs/v091-s0",
+    )
+    parser.add_argument(
+        "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
+    )
+    parser.add_argument("--verl-version", required=True, help="verl version the run must import")
+    parser.add_argument("--seed", type=int, required=True, help="PPO seed")
+    parser.add_argument("--out", required=True, help="run output directory")
+    parser.add_argument("--data", default=None, help="dataset dir (default: build into OUT/data)")
+    parser.add_argument("--sft-dir", default=None, help="shared SFT dir (default: sibling sft-<key> of OUT)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete state")
+    parser.add_argument("--ray-address", default=None, help="submit as a Ray job to this cluster instead")
+    parser.set_defaults(func=_train)
+
+
+def entrypoint(args: argparse.Namespace, data_dir: str) -> str:
+    """The module command a Ray job runs for these arguments."""
+    parts = [
+        "python",
+        "-m",
+        "genbench_tasks.training.run",
+        "--profile",
+        args.profile,
+        "--verl-version",
+        args.verl_version,
+        "--seed",
+        str(args.seed),
+        "--data",
+        data_dir,
+        "--out",
+        args.out,
+    ]
+    if args.sft_dir:
+        parts += ["--sft-dir", args.sft_dir]
+    if args.resume:
+        parts.append("--resume")
+    return shlex.join(parts)
+
+
+def _ensure_data(profile, data: str | None, out: str) -> str:
+    if data:
+        return data
+    from genbench_tasks.data.build import MANIFEST_NAME, build_datasets
+
+    data_dir = Path(out) / "data"
+    if not (data_dir / MANIFEST_NAME).is_file():
+        build_datasets(profile, data_dir)
+    return str(data_dir)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from genbench_tasks.errors import GenbenchError
+    from genbench_tasks.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    if args.ray_address:
+        try:
+            from genbench_tasks.launch.ray_jobs import submit_via_ray
+        except ImportError as exc:
+            raise GenbenchError(
+                f"Ray submission is not available in this install (genbench_tasks.launch.ray_jobs): {exc}"
+            ) from exc
+        data_dir = args.data or str(Path(args.out) / "data")
+        if not args.data:
+            _ensure_data(profile, None, args.out)
+        outcome = submit_via_ray(
+            address=args.ray_address,
+            profile=args.profile,
+            verl_version=args.verl_version,
+            seed=args.seed,
+            data_dir=data_dir,
+            out_dir=args.out,
+            entrypoint=entrypoint(args, data_dir),
+        )
+        print(outcome if isinstance(outcome, str) else json.dumps(outcome, default=str))
+        return 0
+    from genbench_tasks.training.ppo_core import train_run
+
+    data_dir = _ensure_data(profile, args.data, args.out)
+    result = train_run(
+        profile,
+        args.verl_version,
+        args.seed,
+        data_dir,
+        args.out,
+        resume=args.resume,
+        sft_dir=args.sft_dir,
+        printer=lambda line: print(line, flush=True),
+    )
+    print(json.dumps(result.model_dump(), indent=2), file=sys.stdout)
+    return 0

@@ -1,0 +1,690 @@
+"""Backend `verl-core`: single-process PPO + GAE on CPU whose math is the installed verl's.
+
+One step mirrors `verl.trainer.ppo.ray_trainer.RayPPOTrainer.fit` with `algorithm.adv_estimator=gae`,
+`use_kl_in_reward=True`: sample one response per prompt (seeded torch Generator) -> genbench
+`compute_score` on the decoded response, placed on the last response token -> old/ref log-probs and critic
+values -> `apply_kl_penalty` (core_algos.kl_penalty + KL controller) -> GAE -> critic update
+(compute_value_loss) -> actor update (vanilla clipped policy loss - entropy_coeff * entropy).
+
+The critic is a separate `*ForTokenClassification(num_labels=1)` initialised from the SFT checkpoint
+(as verl's critic worker does); the reference policy is the frozen SFT checkpoint.
+
+Determinism: deterministic kernels, fixed threads, and every random draw comes from a Generator seeded by
+(seed, purpose, step), so a resumed run replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.profiles import Profile
+from genbench_tasks.training.common import (
+    commit_dir,
+    generator,
+    load_rl_rows,
+    seed_everything,
+    setup_determinism,
+    training_families,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+MANIFEST_FILE = "manifest.json"
+STATE_DIR = "state"
+STATE_MARKER = "state.json"
+TIMING_KEYS = ("step_time",)  # the only non-deterministic metric fields
+
+
+class CoreSettings(BaseModel):
+    """verl-core knobs not in PPOSettings; defaults are verl's ppo_trainer.yaml defaults.
+    Override with `profile.extra["verl_core"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cliprange_value: float = 0.5  # critic.cliprange_value
+    clip_ratio_c: float = 3.0  # actor_rollout_ref.actor.clip_ratio_c
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    kl_penalty: Literal["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"] = "kl"  # algorithm.kl_penalty
+    kl_horizon: int = 10000  # algorithm.kl_ctrl.horizon
+    grad_clip: float = 1.0  # actor/critic grad_clip
+    actor_weight_decay: float = 0.01  # actor.optim.weight_decay
+    critic_weight_decay: float = 0.01  # critic.optim.weight_decay
+    critic_warmup: int = 0  # trainer.critic_warmup
+    top_p: float = 1.0  # rollout.top_p
+    train_max_samples: int | None = None  # data.train_max_samples: cap the PPO prompt pool (seeded pick)
+    threads: int = 1  # torch intra-op threads (part of the determinism contract)
+
+
+class TrainResult(BaseModel):
+    run_dir: str
+    checkpoint: str
+    metrics_path: str
+    manifest_path: str
+    sft_checkpoint: str
+    verl_version: str
+    seed: int
+    steps: int
+    resumed_from_step: int | None
+    reward_first: float
+    reward_last: float
+    wall_time_s: float
+    peak_rss_mb: float
+
+
+def core_settings(profile: Profile) -> CoreSettings:
+    return CoreSettings.model_validate(profile.extra.get("verl_core", {}))
+
+
+def resolved_config(profile: Profile, verl_version: str, seed: int) -> dict[str, Any]:
+    return {
+        "backend": "verl-core",
+        "profile": profile.model_dump(mode="json"),
+        "verl_core": core_settings(profile).model_dump(mode="json"),
+        "verl_version": verl_version,
+        "seed": seed,
+    }
+
+
+def _sha256_json(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+# ---- models ------------------------------------------------------------------------------------------
+
+
+def _load_policy(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def _load_critic(path: Path, init_seed: int | None):
+    """Token-classification critic (num_labels=1) from an HF dir; a fresh value head is seeded."""
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the fresh `score` head is expected
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if init_seed is not None:
+                torch.manual_seed(init_seed)
+            critic = AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(level)
+    return critic
+
+
+def _critic_values(critic, prompt_ids, prompt_mask, responses, response_mask) -> torch.Tensor:
+    """verl critic: values of the states preceding each response token, zeroed outside the mask."""
+    from genbench_tasks.training.sampling import position_ids
+
+    input_ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], dim=1)
+    out = critic(input_ids=input_ids, attention_mask=attn, position_ids=position_ids(attn))
+    width = responses.shape[1]
+    values = out.logits[:, -width - 1 : -1, 0].float()
+    return values * response_mask
+
+
+# ---- the trainer ---------------------------------------------------------------------------------------
+
+
+class PPOTrainer:
+    """Single-process PPO + GAE with a critic, frozen reference and KL-in-reward control."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        seed: int,
+        data_dir: str | Path,
+        run_dir: str | Path,
+        sft_checkpoint: str | Path,
+        adapter,
+        *,
+        printer: Callable[[str], None] = print,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        from genbench_tasks.training.sampling import encode_chat
+
+        self.profile, self.seed = profile, seed
+        self.ppo, self.core = profile.ppo, core_settings(profile)
+        self.run_dir = Path(run_dir)
+        self.sft_checkpoint = Path(sft_checkpoint)
+        self.adapter = adapter
+        self.printer = printer
+        self.tokenizer = AutoTokenizer.from_pretrained(self.sft_checkpoint)
+        families = training_families(profile, data_dir)
+        rows = [r for f in families for r in load_rl_rows(data_dir, f, "train")]
+        encoded = [(r, encode_chat(self.tokenizer, r.messages)) for r in rows]
+        self.rows = [(r, ids) for r, ids in encoded if len(ids) <= self.ppo.max_prompt_length]
+        if len(self.rows) < len(encoded):
+            log.warning(
+                "dropped %d prompts longer than max_prompt_length=%d",
+                len(encoded) - len(self.rows),
+                self.ppo.max_prompt_length,
+            )
+        if not self.rows:
+            raise GenbenchError("no training prompt fits max_prompt_length")
+        cap = self.core.train_max_samples
+        if cap is not None and cap < len(self.rows):
+            keep = torch.randperm(len(self.rows), generator=generator(seed, "train-pool"))[:cap]
+            self.rows = [self.rows[i] for i in sorted(keep.tolist())]
+        self._perms: dict[int, list[int]] = {}
+        self.ref = _load_policy(self.sft_checkpoint).eval()
+        for p in self.ref.parameters():
+            p.requires_grad_(False)
+        self.policy = _load_policy(self.sft_checkpoint)
+        self.critic = _load_critic(self.sft_checkpoint, init_seed=_seed(seed, "critic-init"))
+        self.actor_opt = torch.optim.AdamW(
+            self.policy.parameters(), lr=self.ppo.actor_lr, weight_decay=self.core.actor_weight_decay
+        )
+        self.critic_opt = torch.optim.AdamW(
+            self.critic.parameters(), lr=self.ppo.critic_lr, weight_decay=self.core.critic_weight_decay
+        )
+        self.kl_ctrl = adapter.kl_controller(
+            self.ppo.kl_ctrl, self.ppo.kl_coef, self.ppo.kl_target, self.core.kl_horizon
+        )
+        self.step = 0  # completed steps
+
+    # -- data order: a fresh seeded permutation per epoch, indexed by global position (resume-safe)
+    def batch_rows(self, step: int) -> list[tuple]:
+        n, size = len(self.rows), self.ppo.rollout_batch_size
+        out = []
+        for pos in range(step * size, (step + 1) * size):
+            epoch = pos // n
+            if epoch not in self._perms:
+                self._perms = {
+                    epoch: torch.randperm(n, generator=generator(self.seed, "data", epoch)).tolist()
+                }
+            out.append(self.rows[self._perms[epoch][pos % n]])
+        return out
+
+    def _logits(self, model, batch) -> torch.Tensor:
+        from genbench_tasks.training.sampling import response_logits
+
+        logits = response_logits(
+            model, batch["prompts"], batch["prompt_mask"], batch["responses"], batch["response_mask"]
+        )
+        return logits / self.ppo.temperature
+
+    def train_step(self) -> dict[str, Any]:
+        """One PPO iteration; returns its metrics."""
+        from genbench_tasks.rewards import compute_score
+        from genbench_tasks.training.sampling import decode_responses, left_pad, sample_responses
+
+        ad, step, started = self.adapter, self.step, time.perf_counter()
+        chunk = self.batch_rows(step)
+        prompts, prompt_mask = left_pad([ids for _, ids in chunk], self.tokenizer.pad_token_id)
+        # 1. rollout
+        self.policy.eval()
+        responses, response_mask = sample_responses(
+            self.policy,
+            prompts,
+            prompt_mask,
+            max_new_tokens=self.ppo.max_response_length,
+            eos_id=self.tokenizer.eos_token_id,
+            pad_id=self.tokenizer.pad_token_id,
+            generator=generator(self.seed, "rollout", step),
+            temperature=self.ppo.temperature,
+            top_p=self.core.top_p,
+        )
+        mask_f = response_mask.float()
+        # 2. reward on the last response token
+        texts = decode_responses(self.tokenizer, responses, response_mask)
+        scores = torch.zeros_like(mask_f)
+        seq_scores, accs, per_family = [], [], {}
+        last = response_mask.sum(-1) - 1
+        for i, ((row, _), text) in enumerate(zip(chunk, texts, strict=True)):
+            result = compute_score(row.data_source, text, row.ground_truth, row.extra_info)
+            scores[i, last[i]] = result["score"]
+            seq_scores.append(result["score"])
+            accs.append(result["acc"])
+            per_family.setdefault(row.data_source.rsplit("/", 1)[-1], []).append(result["score"])
+        # 3. old / ref log-probs and values
+        batch = {"prompts": prompts, "prompt_mask": prompt_mask, "responses": responses}
+        batch["response_mask"] = mask_f
+        with torch.no_grad():
+            policy_logits = self._logits(self.policy, batch)
+            old_log_probs = ad.logprobs(policy_logits, responses)
+            rollout_entropy = float(ad.entropy_loss(policy_logits, mask_f))
+            del policy_logits
+            ref_log_prob = ad.logprobs(self._logits(self.ref, batch), responses)
+            self.critic.eval()
+            values = _critic_values(self.critic, prompts, prompt_mask, responses, mask_f)
+        data = ad.data_proto(
+            {
+                **batch,
+                "old_log_probs": old_log_probs,
+                "ref_log_prob": ref_log_prob,
+                "values": values,
+                "token_level_scores": scores,
+            },
+            meta_info={"step": step, "temperature": self.ppo.temperature},
+        )
+        # 4. KL penalty in the reward (verl.trainer.ppo.ray_trainer.apply_kl_penalty)
+        kld = ad.kl(data.batch["old_log_probs"], data.batch["ref_log_prob"]) * mask_f
+        beta = float(self.kl_ctrl.value)
+        data.batch["token_level_rewards"] = data.batch["token_level_scores"] - beta * kld
+        current_kl = float(torch.mean(ad.masked_mean(kld, mask_f, axis=-1), dim=0))
+        ad.kl_controller_update(self.kl_ctrl, current_kl, n_steps=len(chunk))
+        # 5. GAE
+        advantages, returns = ad.gae(
+            data.batch["token_level_rewards"], data.batch["values"], mask_f, self.ppo.gamma, self.ppo.lam
+        )
+        data.batch["advantages"], data.batch["returns"] = advantages, returns
+        # 6. critic, then actor (verl order), over mini-batches for ppo_epochs
+        critic_m = self._update_critic(data)
+        actor_m = self._update_actor(data) if step >= self.core.critic_warmup else {}
+        self.step += 1
+        metrics: dict[str, Any] = {
+            "step": self.step,
+            "reward_mean": float(np.mean(seq_scores)),
+            "acc_mean": float(np.mean(accs)),
+            "kl": current_kl,
+            "kl_coef": beta,
+            "policy_loss": actor_m.get("policy_loss", 0.0),
+            "value_loss": critic_m["value_loss"],
+            "entropy": rollout_entropy,
+            "response_length": float(mask_f.sum(-1).mean()),
+            "actor_entropy": actor_m.get("entropy", 0.0),
+            "pg_clipfrac": actor_m.get("pg_clipfrac", 0.0),
+            "ppo_kl": actor_m.get("ppo_kl", 0.0),
+            "vf_clipfrac": critic_m["vf_clipfrac"],
+            "actor_grad_norm": actor_m.get("grad_norm", 0.0),
+            "critic_grad_norm": critic_m["grad_norm"],
+            "values_mean": float(ad.masked_mean(values, mask_f)),
+            "returns_mean": float(ad.masked_mean(returns, mask_f)),
+        }
+        for name, vals in sorted(per_family.items()):
+            metrics[f"reward/{name}"] = float(np.mean(vals))
+        metrics["step_time"] = round(time.perf_counter() - started, 4)
+        return metrics
+
+    def _update_critic(self, data) -> dict[str, float]:
+        self.critic.train()
+        losses, clipfracs, norms = [], [], []
+        for _ in range(self.ppo.ppo_epochs):
+            for mb in self.adapter.split(data, self.ppo.mini_batch_size):
+                b = mb.batch
+                vpreds = _critic_values(
+                    self.critic, b["prompts"], b["prompt_mask"], b["responses"], b["response_mask"]
+                )
+                loss, clipfrac = self.adapter.value_loss(
+                    vpreds, b["returns"], b["values"], b["response_mask"]
+                )
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.core.grad_clip)
+                self.critic_opt.step()
+                losses.append(float(loss.detach()))
+                clipfracs.append(clipfrac)
+                norms.append(float(norm))
+        return {
+            "value_loss": float(np.mean(losses)),
+            "vf_clipfrac": float(np.mean(clipfracs)),
+            "grad_norm": float(np.mean(norms)),
+        }
+
+    def _update_actor(self, data) -> dict[str, float]:
+        self.policy.train()
+        agg: dict[str, list[float]] = {}
+        for _ in range(self.ppo.ppo_epochs):
+            for mb in self.adapter.split(data, self.ppo.mini_batch_size):
+                b = mb.batch
+                logits = self._logits(self.policy, b)
+                log_prob = self.adapter.logprobs(logits, b["responses"])
+                entropy = self.adapter.entropy_loss(logits, b["response_mask"])
+                pg_loss, pg_metrics = self.adapter.policy_loss(
+                    b["old_log_probs"], log_prob, b["advantages"], b["response_mask"]
+                )
+                loss = pg_loss - self.ppo.entropy_coeff * entropy
+                self.actor_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.core.grad_clip)
+                self.actor_opt.step()
+                for key, value in {
+                    "policy_loss": float(pg_loss.detach()),
+                    "entropy": float(entropy.detach()),
+                    "grad_norm": float(norm),
+                    **pg_metrics,
+                }.items():
+                    agg.setdefault(key, []).append(value)
+        return {k: float(np.mean(v)) for k, v in agg.items()}
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def save_state(self) -> Path:
+        """Write state/step_N atomically (temp dir + rename): policy, critic, optimizers, RNG, KL."""
+        root = self.run_dir / STATE_DIR
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step_{self.step}-", dir=root))
+        self.policy.save_pretrained(tmp / "policy")
+        self.tokenizer.save_pretrained(tmp / "policy")
+        self.critic.save_pretrained(tmp / "critic")
+        torch.save(
+            {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}, tmp / "optim.pt"
+        )
+        torch.save(
+            {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            tmp / "rng.pt",
+        )
+        write_json(
+            tmp / STATE_MARKER,
+            {"step": self.step, "kl_coef": float(self.kl_ctrl.value), "seed": self.seed},
+        )
+        final = root / f"step_{self.step}"
+        commit_dir(tmp, final)
+        return final
+
+    def load_state(self, state: Path) -> None:
+        meta = json.loads((state / STATE_MARKER).read_text())
+        self.policy = _load_policy(state / "policy")
+        self.critic = _load_critic(state / "critic", init_seed=None)
+        self.actor_opt = torch.optim.AdamW(
+            self.policy.parameters(), lr=self.ppo.actor_lr, weight_decay=self.core.actor_weight_decay
+        )
+        self.critic_opt = torch.optim.AdamW(
+            self.critic.parameters(), lr=self.ppo.critic_lr, weight_decay=self.core.critic_weight_decay
+        )
+        optim = torch.load(state / "optim.pt", weights_only=False)
+        self.actor_opt.load_state_dict(optim["actor"])
+        self.critic_opt.load_state_dict(optim["critic"])
+        rng = torch.load(state / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.kl_ctrl.value = meta["kl_coef"]
+        self.step = int(meta["step"])
+
+
+def _seed(*parts: object) -> int:
+    from genbench_tasks.training.common import derived_seed
+
+    return derived_seed(*parts)
+
+
+def latest_state(run_dir: str | Path) -> Path | None:
+    """Newest complete state/step_N (has its marker; temp dirs start with '.')."""
+    root = Path(run_dir) / STATE_DIR
+    if not root.is_dir():
+        return None
+    done = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith("step_") and (p / STATE_MARKER).is_file()
+    ]
+    return max(done, key=lambda p: int(p.name.split("_", 1)[1]), default=None)
+
+
+def _read_metrics(path: Path, upto: int | None = None) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if upto is None or r["step"] <= upto]
+
+
+def deterministic_metrics(rows: list[dict]) -> list[dict]:
+    """Metrics rows without timing fields (what must be bit-identical across reruns)."""
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in (
+        "genbench",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "numpy",
+        "pyarrow",
+        "pydantic",
+        "tensordict",
+    ):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024.0, 1)  # Linux reports KiB
+
+
+def train_run(
+    profile: Profile,
+    verl_version_expected: str | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    verl_version: str | None = None,
+    init_checkpoint: str | Path | None = None,
+    resume: bool = False,
+    sft_dir: str | Path | None = None,
+    stop_after_step: int | None = None,
+    printer: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train one (verl version, seed) run of the `verl-core` backend into `out_dir`.
+
+    `out_dir` receives checkpoint/ (HF), metrics.jsonl, manifest.json and state/step_N/ every
+    `ppo.save_freq` steps. The PPO init is `init_checkpoint` (an HF dir, e.g. `<sft dir>/checkpoint`)
+    or else the shared SFT stage: `sft_dir` (default: the sibling `sft-<key>` of `out_dir`), built once
+    by `ensure_sft`. `verl_version` is an alias of `verl_version_expected`. `resume=True` continues from
+    the newest complete state. `stop_after_step` raises `InterruptedRun` after that step (tests).
+    """
+    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest, sha256_file
+    from genbench_tasks.training.sft import default_sft_dir, ensure_sft
+    from genbench_tasks.training.verl_adapter import VerlAdapter, check_verl_version
+
+    started, started_at = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    verl_version_expected = verl_version_expected or verl_version
+    if data_dir is None or out_dir is None:
+        raise GenbenchError("train_run needs data_dir and out_dir")
+    if profile.backend != "verl-core":
+        raise GenbenchError(f"profile {profile.name!r} uses backend {profile.backend!r}, not verl-core")
+    version = check_verl_version(verl_version_expected)  # fail fast, before any work
+    core = core_settings(profile)
+    setup_determinism(core.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = load_manifest(data_dir)
+    if init_checkpoint is not None:
+        sft = _external_init(Path(init_checkpoint))
+    else:
+        sft_path = Path(sft_dir) if sft_dir else default_sft_dir(profile, data_dir, out)
+        sft = ensure_sft(profile, data_dir, sft_path, threads=core.threads)
+    seed_everything(seed)
+    adapter = VerlAdapter(
+        clip_ratio=profile.ppo.clip_ratio,
+        clip_ratio_c=core.clip_ratio_c,
+        cliprange_value=core.cliprange_value,
+        loss_agg_mode=core.loss_agg_mode,
+        entropy_coeff=profile.ppo.entropy_coeff,
+        ppo_mini_batch_size=profile.ppo.mini_batch_size,
+        ppo_epochs=profile.ppo.ppo_epochs,
+        kl_penalty=core.kl_penalty,
+        expected_version=verl_version_expected,
+    )
+    trainer = PPOTrainer(profile, seed, data_dir, out, sft.checkpoint, adapter, printer=printer)
+    metrics_path = out / METRICS_FILE
+    resumed_from = None
+    state = latest_state(out) if resume else None
+    if state is not None:
+        trainer.load_state(state)
+        resumed_from = trainer.step
+        kept = _read_metrics(metrics_path, upto=trainer.step)
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        printer(f"[genbench] resumed from {state} (step {trainer.step})")
+    else:
+        if resume:
+            printer(f"[genbench] no complete state in {out / STATE_DIR}: starting fresh")
+        for stale in (STATE_DIR, "checkpoint"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+        metrics_path.write_text("")
+    total = profile.ppo.steps
+    printer(
+        f"[genbench] verl-core PPO: verl {version}, seed {seed}, {total} steps x "
+        f"{profile.ppo.rollout_batch_size} prompts, threads {core.threads}, sft {sft.checkpoint}"
+    )
+    with open(metrics_path, "a") as fh:
+        while trainer.step < total:
+            metrics = trainer.train_step()
+            fh.write(json.dumps(metrics) + "\n")
+            fh.flush()
+            printer(
+                f"[genbench] step {metrics['step']}/{total} reward {metrics['reward_mean']:.4f} "
+                f"kl {metrics['kl']:.5f} pg {metrics['policy_loss']:.4f} vf {metrics['value_loss']:.4f} "
+                f"ent {metrics['entropy']:.3f} len {metrics['response_length']:.1f} "
+                f"({metrics['step_time']:.2f}s)"
+            )
+            if trainer.step % profile.ppo.save_freq == 0 or trainer.step == total:
+                trainer.save_state()
+            if stop_after_step is not None and trainer.step >= stop_after_step and trainer.step < total:
+                raise InterruptedRun(f"stopped after step {trainer.step} (stop_after_step)")
+    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=out))
+    trainer.policy.save_pretrained(tmp)
+    trainer.tokenizer.save_pretrained(tmp)
+    commit_dir(tmp, out / "checkpoint")
+    rows = _read_metrics(metrics_path)
+    k = max(1, len(rows) // 4)
+    reward_first = float(np.mean([r["reward_mean"] for r in rows[:k]]))
+    reward_last = float(np.mean([r["reward_mean"] for r in rows[-k:]]))
+    config = resolved_config(profile, version, seed)
+    wall = round(time.time() - started, 3)
+    peak = _peak_rss_mb()
+    manifest = {
+        "kind": "genbench.train_run",
+        "backend": "verl-core",
+        "profile": profile.name,
+        "seed": seed,
+        "verl": {"expected": verl_version_expected, **adapter.describe()},
+        "config": config,
+        "config_sha256": _sha256_json(config),
+        "datasets": {
+            "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST_NAME),
+            "content_hash": datasets.content_hash(),
+            "data_seed": datasets.seed,
+            "files": {d.name: d.sha256 for d in datasets.datasets},
+        },
+        "sft": {
+            "dir": sft.sft_dir,
+            "checkpoint": sft.checkpoint,
+            "key": sft.key,
+            "val_sampled": sft.val_sampled,
+            "val_greedy": sft.val_greedy,
+        },
+        "packages": _package_versions(),
+        "git_revision": _git_revision(),
+        "threads": core.threads,
+        "started_at": started_at,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": wall,
+        "train_time_s": round(sum(r.get("step_time", 0.0) for r in rows), 3),
+        "peak_rss_mb": peak,
+        "steps": len(rows),
+        "resumed_from_step": resumed_from,
+        "reward_first": reward_first,
+        "reward_last": reward_last,
+        "metrics_sha256": _sha256_json(deterministic_metrics(rows)),
+        "outputs": {"checkpoint": "checkpoint", "metrics": METRICS_FILE, "state": STATE_DIR},
+        "hostname": os.uname().nodename,
+    }
+    write_json(out / MANIFEST_FILE, manifest)
+    printer(
+        f"[genbench] done: reward {reward_first:.4f} -> {reward_last:.4f}, {wall:.1f}s, "
+        f"peak RSS {peak:.0f} MB -> {out}"
+    )
+    return TrainResult(
+        run_dir=str(out),
+        checkpoint=str(out / "checkpoint"),
+        metrics_path=str(metrics_path),
+        manifest_path=str(out / MANIFEST_FILE),
+        sft_checkpoint=sft.checkpoint,
+        verl_version=version,
+        seed=seed,
+        steps=len(rows),
+        resumed_from_step=resumed_from,
+        reward_first=reward_first,
+        reward_last=reward_last,
+        wall_time_s=wall,
+        peak_rss_mb=peak,
+    )
+
+
+def _external_init(checkpoint: Path):
+    """SFTResult-like record for a given init checkpoint (its SFT dir's sft.json when present)."""
+    from genbench_tasks.training.sft import SFTResult, load_sft_result
+
+    if not (checkpoint / "config.json").is_file():
+        raise GenbenchError(f"init checkpoint {checkpoint} is not an HF model directory")
+    done = load_sft_result(checkpoint.parent)
+    if done is not None and Path(done.checkpoint).resolve() == checkpoint.resolve():
+        return done
+    return SFTResult(
+        sft_dir=str(checkpoint.parent),
+        checkpoint=str(checkpoint),
+        base_model=str(checkpoint),
+        key="external",
+        skipped=True,
+        steps=0,
+        examples=0,
+        loss_first=0.0,
+        loss_last=0.0,
+        val_sampled={},
+        val_greedy={},
+        wall_time_s=0.0,
+    )
+
+
+class InterruptedRun(GenbenchError):
+    """Raised by `stop_after_step` to simulate a killed run."""
