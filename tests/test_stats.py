@@ -325,6 +325,8 @@ def test_paired_item_comparison_detects_shift():
     same = paired_item_comparison(base, base, "reward_mean", n_resamples=300)
     assert same.diff == 0 and same.p_value == 1.0
     assert paired_item_comparison(base, base, "success_rate").p_value == 1.0
+    same_bleu = paired_item_comparison(base, base, "bleu", n_resamples_bleu=100)
+    assert same_bleu.diff == 0 and same_bleu.p_value == 1.0  # not sacrebleu's 1/(n+1) for identical systems
     # mismatched item sets are intersected, with a note
     partial = paired_item_comparison(
         {k: cand[k] for k in list(cand)[:60]}, base, "success_rate", n_resamples=200

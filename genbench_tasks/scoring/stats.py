@@ -682,11 +682,14 @@ def _paired_bleu(
         [[sentence_bleu(mb[j][k], [refs[j]]).score for k in range(len(mb[0]))] for j in range(len(ids))]
     )
     d = sent_c.mean(axis=1) - sent_b.mean(axis=1)
+    # sacrebleu's paired bootstrap counts resampled |diff| strictly above the observed one, so identical
+    # systems (every resampled diff 0) get its smallest p, 1/(n+1): identical outputs are no evidence.
+    p_value = 1.0 if hyp_c == hyp_b else _finite_or_none(cand_res.p_value)
     return PairedResult(
         test="sacrebleu_paired_bs",
         diff=float(cand_res.score - base_res.score),
         diff_ci=None,
-        p_value=_finite_or_none(cand_res.p_value),
+        p_value=p_value,
         min_detectable_effect=min_detectable_effect_paired(d, alpha=alpha, power=power),
         **kw,
     )
