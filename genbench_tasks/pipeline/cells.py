@@ -58,8 +58,8 @@ class CellSpec(BaseModel):
     @property
     def submission_id(self) -> str:
         """Deterministic Ray submission id: same inputs, same job (re-submitting attaches)."""
-        version = (self.verl_version or "base").replace(".", "_")
-        return f"genbench-{self.kind}-{version}-s{self.seed}-{self.key[:12]}"
+        label = (self.verl_version or self.label).replace(".", "_")
+        return f"genbench-{self.kind}-{label}-s{self.seed}-{self.key[:12]}"
 
     def is_done(self) -> bool:
         return (Path(self.cell_dir) / SUCCESS_NAME).is_file()
