@@ -31,13 +31,20 @@ class RLRow(BaseModel):
     extra_info: dict[str, Any]
 
 
-def setup_determinism(threads: int) -> None:
-    """Fixed intra/inter-op threads and deterministic kernels (bit-identical reruns on one machine)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+@contextlib.contextmanager
+def deterministic_torch(threads: int) -> Iterator[None]:
+    """Fixed intra-op threads and deterministic kernels (bit-identical reruns on one machine); the
+    caller's torch settings are restored on exit."""
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
-    with contextlib.suppress(RuntimeError):  # only settable before parallel work started
-        torch.set_num_interop_threads(1)
     torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
 
 
 def seed_everything(seed: int) -> None:

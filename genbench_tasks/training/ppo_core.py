@@ -37,10 +37,10 @@ from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import Profile
 from genbench_tasks.training.common import (
     commit_dir,
+    deterministic_torch,
     generator,
     load_rl_rows,
     seed_everything,
-    setup_determinism,
     training_families,
     write_json,
 )
@@ -162,8 +162,6 @@ class PPOTrainer:
         run_dir: str | Path,
         sft_checkpoint: str | Path,
         adapter,
-        *,
-        printer: Callable[[str], None] = print,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -174,7 +172,6 @@ class PPOTrainer:
         self.run_dir = Path(run_dir)
         self.sft_checkpoint = Path(sft_checkpoint)
         self.adapter = adapter
-        self.printer = printer
         self.tokenizer = AutoTokenizer.from_pretrained(self.sft_checkpoint)
         families = training_families(profile, data_dir)
         rows = [r for f in families for r in load_rl_rows(data_dir, f, "train")]
@@ -190,7 +187,9 @@ class PPOTrainer:
             raise GenbenchError("no training prompt fits max_prompt_length")
         cap = self.core.train_max_samples
         if cap is not None and cap < len(self.rows):
-            keep = torch.randperm(len(self.rows), generator=generator(seed, "train-pool"))[:cap]
+            # the same pool for every PPO seed: picked with the data seed
+            pick = generator(profile.data.seed, "train-pool")
+            keep = torch.randperm(len(self.rows), generator=pick)[:cap]
             self.rows = [self.rows[i] for i in sorted(keep.tolist())]
         self._perms: dict[int, list[int]] = {}
         self.ref = _load_policy(self.sft_checkpoint).eval()
@@ -522,9 +521,7 @@ def train_run(
     by `ensure_sft`. `verl_version` is an alias of `verl_version_expected`. `resume=True` continues from
     the newest complete state. `stop_after_step` raises `InterruptedRun` after that step (tests).
     """
-    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest, sha256_file
-    from genbench_tasks.training.sft import default_sft_dir, ensure_sft
-    from genbench_tasks.training.verl_adapter import VerlAdapter, check_verl_version
+    from genbench_tasks.training.verl_adapter import check_verl_version
 
     started, started_at = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     verl_version_expected = verl_version_expected or verl_version
@@ -532,9 +529,45 @@ def train_run(
         raise GenbenchError("train_run needs data_dir and out_dir")
     if profile.backend != "verl-core":
         raise GenbenchError(f"profile {profile.name!r} uses backend {profile.backend!r}, not verl-core")
-    version = check_verl_version(verl_version_expected)  # fail fast, before any work
+    check_verl_version(verl_version_expected)  # fail fast, before any work
+    with deterministic_torch(core_settings(profile).threads):
+        return _train_run(
+            profile,
+            verl_version_expected,
+            seed,
+            data_dir,
+            out_dir,
+            init_checkpoint=init_checkpoint,
+            resume=resume,
+            sft_dir=sft_dir,
+            stop_after_step=stop_after_step,
+            printer=printer,
+            started=started,
+            started_at=started_at,
+        )
+
+
+def _train_run(
+    profile: Profile,
+    verl_version_expected: str | None,
+    seed: int,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    init_checkpoint: str | Path | None,
+    resume: bool,
+    sft_dir: str | Path | None,
+    stop_after_step: int | None,
+    printer: Callable[[str], None],
+    started: float,
+    started_at: str,
+) -> TrainResult:
+    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest, sha256_file
+    from genbench_tasks.training.sft import default_sft_dir, ensure_sft
+    from genbench_tasks.training.verl_adapter import VerlAdapter, check_verl_version
+
+    version = check_verl_version(verl_version_expected)
     core = core_settings(profile)
-    setup_determinism(core.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     datasets = load_manifest(data_dir)
@@ -555,7 +588,7 @@ def train_run(
         kl_penalty=core.kl_penalty,
         expected_version=verl_version_expected,
     )
-    trainer = PPOTrainer(profile, seed, data_dir, out, sft.checkpoint, adapter, printer=printer)
+    trainer = PPOTrainer(profile, seed, data_dir, out, sft.checkpoint, adapter)
     metrics_path = out / METRICS_FILE
     resumed_from = None
     state = latest_state(out) if resume else None

@@ -25,11 +25,11 @@ from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import Profile
 from genbench_tasks.training.common import (
     commit_dir,
+    deterministic_torch,
     dir_lock,
     generator,
     load_rl_rows,
     sampled_reward,
-    setup_determinism,
     training_families,
     write_json,
 )
@@ -60,8 +60,10 @@ def sft_key(profile: Profile, data_dir: str | Path) -> str:
     """Cache key of the SFT stage: model + SFT settings, data seed and dataset content."""
     from genbench_tasks.data.build import load_manifest
 
+    from genbench_tasks.training.tiny_model import TINY_FORMAT
+
     blob = {
-        "format": SFT_FORMAT,
+        "format": [SFT_FORMAT, TINY_FORMAT],
         "model": profile.model.model_dump(mode="json"),
         "sft": profile.sft.model_dump(mode="json"),
         "data_seed": profile.data.seed,
@@ -140,13 +142,18 @@ def _lr_at(step: int, total: int, lr: float) -> float:
 
 
 def run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path, *, threads: int = 1) -> SFTResult:
-    """Build the tiny base model (if `model.source == "tiny"`), fine-tune it and publish `out_dir`."""
+    """Build the tiny base model (if `model.source == "tiny"`), fine-tune it and publish `out_dir`.
+    Runs with `threads` torch threads and deterministic kernels (settings restored afterwards)."""
+    with deterministic_torch(threads):
+        return _run_sft(profile, data_dir, out_dir)
+
+
+def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFTResult:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from genbench_tasks.training.tiny_model import build_tiny_from_data
 
     started = time.time()
-    setup_determinism(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = sft_key(profile, data_dir)

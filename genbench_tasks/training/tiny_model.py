@@ -34,6 +34,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 TINY_MARKER = "genbench_tiny.json"
+TINY_FORMAT = 2  # bump when the tokenizer/model recipe changes (part of the build key)
 
 
 def corpus_from_data_dir(data_dir: str | Path) -> list[str]:
@@ -176,7 +177,8 @@ def build_tiny_from_data(
 
 def _build_key(settings: TinyModelSettings, texts: list[str], seed: int) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps({"settings": settings.model_dump(), "seed": seed}, sort_keys=True).encode())
+    blob = {"format": TINY_FORMAT, "settings": settings.model_dump(), "seed": seed}
+    digest.update(json.dumps(blob, sort_keys=True).encode())
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\x00")

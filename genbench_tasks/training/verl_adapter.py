@@ -16,15 +16,18 @@ What is used (all from the *installed* verl; nothing is re-implemented here):
 - `verl.workers.config.ActorConfig`  the config object the policy-loss fns read (`clip_ratio*`,
   `clip_ratio_c`, `global_batch_info`); an OmegaConf DictConfig with the same keys where it is missing
 
-Differences between versions (checked against the wheels of 0.6.1, 0.7.1, 0.8.0 and 0.9.1):
+Differences between versions (read from the 0.6.1, 0.7.1, 0.8.0 and 0.9.1 wheels; 0.8.0 and 0.9.1 also
+exercised by tests/test_training.py, which checks that both give bit-identical training metrics):
 
 - `get_policy_loss_fn` exists from 0.6.0. In 0.6.0 the registered fns return a 4-tuple
-  `(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)`; from 0.6.1 they return `(pg_loss, metrics)` with
-  keys `actor/pg_clipfrac`, `actor/ppo_kl`, `actor/pg_clipfrac_lower`. The adapter normalises both.
-- Policy-loss config: 0.6.x annotates `config: DictConfig | AlgoConfig` and calls the 3-argument `agg_loss`;
+  `(pg_loss, pg_clipfrac, ppo_kl, pg_clipfrac_lower)` (platform notes); from 0.6.1 they return
+  `(pg_loss, metrics)` with keys `actor/pg_clipfrac`, `actor/ppo_kl`, `actor/pg_clipfrac_lower`.
+  The adapter normalises both (and the legacy `compute_policy_loss` 4-tuple).
+- Policy-loss config: 0.6.1 annotates `config: DictConfig | AlgoConfig` and calls the 3-argument `agg_loss`;
   from 0.7 it is an `ActorConfig` and the loss is aggregated with `**config.global_batch_info`
   (dp_size / batch_num_tokens / global_batch_size / loss_scale_factor; empty = local normalisation,
-  correct for one process). 0.9.x asserts the config is not an `AlgoConfig`.
+  correct for one process; 0.6.1's ActorConfig has no `global_batch_info`). 0.9.x asserts the config is
+  not an `AlgoConfig`.
 - `agg_loss` gains `dp_size`/`batch_num_tokens`/`global_batch_size`/`loss_scale_factor` in 0.7; 0.9 adds the
   `"token-sum"` mode. We use `"token-mean"` (the default), which is numerically the same in 0.7-0.9
   for a single process.
@@ -32,8 +35,7 @@ Differences between versions (checked against the wheels of 0.6.1, 0.7.1, 0.8.0 
   (0.8.0 and older: `(vpreds, returns, values, response_mask, cliprange_value, loss_agg_mode)`). The
   adapter passes `dp_size=1` only where the parameter exists; the other three keep their local defaults.
 - `compute_gae_advantage_return`, `kl_penalty`, `FixedKLController`/`AdaptiveKLController`,
-  `get_kl_controller`: identical signatures and math in 0.6.1-0.9.1 (0.9's `kl_penalty` also accepts the
-  `"k3+"` straight-through variants).
+  `get_kl_controller`: identical signatures and math in 0.6.1-0.9.1 for what we call.
 - Not used here but changed (affects other estimators): 0.9 REINFORCE++ returns now carry the running
   return across masked observation tokens; GSPO honours `loss_agg_mode` (was fixed to
   seq-mean-token-mean); new `"dro"` policy loss. `ActorConfig` drops `router_replay` and the MindSpeed
