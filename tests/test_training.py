@@ -203,6 +203,7 @@ def test_outputs_and_manifest_record_verl_functions(runs, ws):
     ):
         assert core + fn in names, fn
     assert "verl.protocol.DataProto.from_dict" in names
+    assert m["verl"]["actor_config"] == "verl.workers.config.actor.ActorConfig"
     assert all(f["calls"] > 0 for f in m["verl"]["functions"])
     assert len(m["config_sha256"]) == 64 and m["seed"] == 0
     files = json.loads((ws["data"] / "datasets.json").read_text())["datasets"]
@@ -336,6 +337,7 @@ def test_adapter_runs_ppo_on_verl_080_in_subprocess(ws, runs):
     m = json.loads((out / "manifest.json").read_text())
     assert m["verl"]["version"] == VERL_OLD and str(old) in m["verl"]["path"]
     assert m["verl"]["value_loss_kwargs"] == []  # 0.8.0: no dp_size/batch_num_tokens/...
+    assert m["verl"]["actor_config"] == "verl.workers.config.actor.ActorConfig"
     names = {f["name"] for f in m["verl"]["functions"]}
     assert "verl.trainer.ppo.core_algos.compute_policy_loss_vanilla" in names
     new = runs("a", 0)

@@ -178,8 +178,9 @@ class VerlAdapter:
 
             fields = {f.name for f in dataclasses.fields(ActorConfig)}
             config = ActorConfig(**{k: v for k, v in values.items() if k in fields})
-            if hasattr(config, "global_batch_info"):
-                config.global_batch_info = {}  # single process: local token-mean normalisation
+            # global_batch_info (0.7+) stays at its default {}: local normalisation, right for one process
+            if getattr(config, "global_batch_info", {}):
+                raise ValueError(f"unexpected global_batch_info {config.global_batch_info}")
             self._record(ActorConfig)
             self.notes.append(f"actor config: {_qualname(ActorConfig)}")
             return config
