@@ -59,7 +59,6 @@ class SFTResult(BaseModel):
 def sft_key(profile: Profile, data_dir: str | Path) -> str:
     """Cache key of the SFT stage: model + SFT settings, data seed and dataset content."""
     from genbench_tasks.data.build import load_manifest
-
     from genbench_tasks.training.tiny_model import TINY_FORMAT
 
     blob = {
