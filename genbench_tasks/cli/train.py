@@ -1,4 +1,10 @@
-"""`genbench train`: one verl-core PPO+GAE run (in-process, or as a Ray job with --ray-address)."""
+"""`genbench train`: one verl-core PPO+GAE run (in-process, or as a Ray job with --ray-address).
+
+Ray hook: with --ray-address the command calls, lazily imported,
+`genbench_tasks.launch.ray_jobs.submit_via_ray(address=, profile=, verl_version=, seed=, data_dir=,
+out_dir=, entrypoint=)`, where `entrypoint` is the `python -m genbench_tasks.training.run ...` command line
+for the same arguments; whatever it returns (job id or a JSON-able outcome) is printed.
+"""
 
 from __future__ import annotations
 
