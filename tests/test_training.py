@@ -225,7 +225,13 @@ def test_resume_continues_from_last_complete_state(runs, ws):
     assert len(_metrics(out)) == 3
     (out / "state" / ".step_4-partial").mkdir()  # an interrupted write is never picked up
     assert latest_state(out).name == "step_2"
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "reward_me')  # torn line of a killed writer
     result = train_run(profile, _installed_verl(), 0, ws["data"], out, resume=True, **kw)
+    assert not (out / "state" / ".step_4-partial").exists()
+    changed = load_profile(str(ws["yaml"]), {"ppo": {"actor_lr": 1.0e-2}})
+    with pytest.raises(GenbenchError, match="another config"):
+        train_run(changed, _installed_verl(), 0, ws["data"], out, resume=True, **kw)
     assert result.resumed_from_step == 2
     assert _metrics(out) == _metrics(reference.run_dir)
     from safetensors.torch import load_file
@@ -264,6 +270,34 @@ def test_reward_rises_on_a_short_run(runs):
     q = len(rewards) // 4
     first, last = sum(rewards[:q]) / q, sum(rewards[-q:]) / q
     assert last > first + 0.01, (first, last, rewards)
+
+
+@pytest.mark.slow
+def test_module_entry_point_killed_then_resumed(ws, runs):
+    """SIGKILL the `python -m genbench_tasks.training.run` process after its step-2 checkpoint, rerun with
+    --resume: it continues from state/step_N and ends with the uninterrupted run's metrics."""
+    import signal
+    import time
+
+    out = ws["root"] / "runs" / "killed"
+    cmd = [sys.executable, "-m", "genbench_tasks.training.run", "--profile", str(ws["yaml"])]
+    cmd += ["--verl-version", _installed_verl(), "--seed", "0", "--data", str(ws["data"]), "--out", str(out)]
+    cmd += ["--sft-dir", str(ws["root"] / "sft"), "--steps", "40"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    deadline = time.time() + 600
+    for line in proc.stdout:
+        if line.startswith("[genbench] step 3/40") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done = sorted(int(p.name.split("_")[1]) for p in (out / "state").glob("step_*"))
+    assert done and done[-1] < 40
+    resumed = subprocess.run(
+        [*cmd[:-2], "--steps", "4", "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {out / 'state' / f'step_{done[-1]}'}" in resumed.stdout
+    assert _metrics(out) == _metrics(runs("a", 0).run_dir)
 
 
 # ---- verl versions --------------------------------------------------------------------------------------

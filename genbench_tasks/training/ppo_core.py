@@ -104,6 +104,17 @@ def resolved_config(profile: Profile, verl_version: str, seed: int) -> dict[str,
     }
 
 
+def resume_key(profile: Profile, verl_version: str, seed: int) -> str:
+    """What must match to continue a run from its state: the resolved config minus the step budget."""
+    config = resolved_config(profile, verl_version, seed)
+    config["profile"]["ppo"] = {
+        k: v for k, v in config["profile"]["ppo"].items() if k not in ("steps", "save_freq")
+    }
+    for key in ("name", "description", "verl_versions", "seeds", "baseline_version", "eval", "cluster"):
+        config["profile"].pop(key, None)
+    return _sha256_json(config)[:16]
+
+
 def _sha256_json(obj: Any) -> str:
     import hashlib
 
@@ -375,6 +386,9 @@ class PPOTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------------
 
+    def resume_key(self) -> str:
+        return resume_key(self.profile, self.adapter.version, self.seed)
+
     def save_state(self) -> Path:
         """Write state/step_N atomically (temp dir + rename): policy, critic, optimizers, RNG, KL."""
         root = self.run_dir / STATE_DIR
@@ -396,7 +410,12 @@ class PPOTrainer:
         )
         write_json(
             tmp / STATE_MARKER,
-            {"step": self.step, "kl_coef": float(self.kl_ctrl.value), "seed": self.seed},
+            {
+                "step": self.step,
+                "kl_coef": float(self.kl_ctrl.value),
+                "seed": self.seed,
+                "resume_key": self.resume_key(),
+            },
         )
         final = root / f"step_{self.step}"
         commit_dir(tmp, final)
@@ -404,6 +423,11 @@ class PPOTrainer:
 
     def load_state(self, state: Path) -> None:
         meta = json.loads((state / STATE_MARKER).read_text())
+        if meta.get("resume_key") != self.resume_key():
+            raise GenbenchError(
+                f"cannot resume from {state}: it was written with another config, seed or verl version "
+                f"(resume key {meta.get('resume_key')} != {self.resume_key()}); use a new --out"
+            )
         self.policy = _load_policy(state / "policy")
         self.critic = _load_critic(state / "critic", init_seed=None)
         self.actor_opt = torch.optim.AdamW(
@@ -443,10 +467,22 @@ def latest_state(run_dir: str | Path) -> Path | None:
 
 
 def _read_metrics(path: Path, upto: int | None = None) -> list[dict]:
+    """Metrics rows (a torn last line from a killed process is dropped)."""
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return [r for r in rows if upto is None or r["step"] <= upto]
+
+
+def _remove_partial_writes(out: Path) -> None:
+    """Temp dirs left by a killed process (complete ones were renamed into place)."""
+    for tmp in [*out.glob(".checkpoint-*"), *(out / STATE_DIR).glob(".step_*")]:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def deterministic_metrics(rows: list[dict]) -> list[dict]:
@@ -591,6 +627,7 @@ def _train_run(
     trainer = PPOTrainer(profile, seed, data_dir, out, sft.checkpoint, adapter)
     metrics_path = out / METRICS_FILE
     resumed_from = None
+    _remove_partial_writes(out)
     state = latest_state(out) if resume else None
     if state is not None:
         trainer.load_state(state)
