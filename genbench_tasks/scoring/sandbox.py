@@ -813,12 +813,16 @@ def _bwrap_problem() -> str | None:
     """None if bubblewrap works on this host with our options, else why not (probed once, end to end)."""
     if shutil.which("bwrap") is None:
         return "bwrap not found on PATH"
+    hidden = [r for r in _bind_roots() if r == "/tmp" or r.startswith("/tmp/")]
+    if hidden:
+        # The sandbox's private /tmp (per worker and per sample) would hide these read-only binds.
+        return f"the interpreter/venv lives under /tmp ({hidden[0]}), which the sandbox's private /tmp hides"
     probe = "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n", "f"
     try:
         with _slot() as slot, _Seat("bubblewrap", slot) as seat:
             result = seat.run(*probe, SandboxLimits(timeout_s=30))
-    except (OSError, GenbenchError) as e:
-        return f"bwrap probe failed: {e}"
+    except Exception as e:  # any failure to run the probe means: not usable here
+        return f"bwrap probe failed: {type(e).__name__}: {e}"
     return None if result.passed else f"bwrap probe failed: {result.reason}"
 
 
