@@ -79,6 +79,9 @@ def _train(args: argparse.Namespace) -> int:
     from genbench_tasks.profiles import load_profile
 
     profile = load_profile(args.profile)
+    # A Ray job does not run in the caller's working directory: hand it absolute paths.
+    args.out = str(Path(args.out).resolve())
+    args.data = str(Path(args.data).resolve()) if args.data else None
     if args.ray_address:
         try:
             from genbench_tasks.launch.ray_jobs import submit_via_ray
