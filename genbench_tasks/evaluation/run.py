@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import EvalSettings
+from genbench_tasks.provenance import package_versions
 from genbench_tasks.scoring.metrics import Embedder, RunMetrics
 
 log = logging.getLogger(__name__)
@@ -190,16 +190,6 @@ def checkpoint_sha256(checkpoint_dir: str | Path) -> str:
     for path in files:
         digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
-
-
-def package_versions(names: Sequence[str] = _VERSIONED_PACKAGES) -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def default_model_label(out_dir: Path, checkpoint_dir: Path) -> str:
@@ -457,7 +447,7 @@ def evaluate_checkpoint(
         embedder="MiniLMEmbedder (all-MiniLM-L6-v2, default)"
         if embedder is None
         else type(embedder).__name__,
-        versions=package_versions(),
+        versions=package_versions(_VERSIONED_PACKAGES),
         platform={"machine": platform.machine(), "system": platform.system(), "node": platform.node()},
         timings=timings,
         started_at=started.isoformat(),

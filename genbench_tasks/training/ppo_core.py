@@ -22,7 +22,6 @@ import random
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import Profile
+from genbench_tasks.provenance import package_versions
 from genbench_tasks.training.common import (
     commit_dir,
     deterministic_torch,
@@ -490,25 +490,16 @@ def deterministic_metrics(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
-def _package_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in (
-        "genbench",
-        "torch",
-        "transformers",
-        "tokenizers",
-        "numpy",
-        "pyarrow",
-        "pydantic",
-        "tensordict",
-    ):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+_VERSIONED_PACKAGES = (
+    "genbench",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "pyarrow",
+    "pydantic",
+    "tensordict",
+)
 
 
 def _git_revision() -> str | None:
@@ -693,7 +684,7 @@ def _train_run(
             "val_sampled": sft.val_sampled,
             "val_greedy": sft.val_greedy,
         },
-        "packages": _package_versions(),
+        "packages": package_versions(_VERSIONED_PACKAGES),
         "git_revision": _git_revision(),
         "threads": core.threads,
         "started_at": started_at,
