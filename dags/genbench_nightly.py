@@ -15,6 +15,8 @@ from airflow.sdk import Param, dag, task
 
 from genbench_tasks.pipeline import settings
 from genbench_tasks.pipeline.ray_operator import RayJobOperator
+from genbench_tasks.pipeline.schedule import NightlySlotTimetable
+from genbench_tasks.profiles import available_profiles
 
 JOB_TIMEOUT = pendulum.duration(hours=12)
 
@@ -39,44 +41,57 @@ def _notify_failure(context) -> None:
 
 @dag(
     dag_id="genbench_nightly",
-    schedule=settings.schedule(),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # Upcoming cron slots only: unpausing never starts a missed nightly (see pipeline/schedule.py).
+    schedule=NightlySlotTimetable(settings.schedule()),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=2)},
     on_failure_callback=_notify_failure,
     tags=["genbench", "verl", "regression"],
     doc_md=__doc__,
+    # Every field may stay empty: empty means "the profile's value", so the form triggers as it opens.
     params={
         "profile": Param(
             settings.default_profile(),
             type="string",
+            enum=available_profiles(),
             title="Profile",
-            description="local-cpu (embedded), gpu-small (nightly on GPUs) or paper",
+            description="local-cpu: the embedded CPU default; gpu-small: the nightly on a GPU cluster; "
+            "paper: the full study (GPU, not a nightly)",
         ),
         "verl_versions": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string"},
             title="verl versions",
-            description="Empty: the profile's list, e.g. 0.8.0, 0.9.1",
+            description="One release per line, e.g. 0.9.1. Empty: the profile's list",
         ),
-        "seeds": Param(5, type="integer", minimum=1, maximum=20, title="Seeds per version"),
+        "seeds": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=20,
+            title="Seeds per version",
+            description="Seeds 0..n-1. Empty: the profile's seeds",
+        ),
         "families": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string"},
             title="Task families",
-            description="Empty: all of the profile's families",
+            description="e.g. code_generation. Empty: all of the profile's families",
         ),
         "baseline_version": Param(
-            "", type="string", title="Baseline verl version", description="Empty: the profile's baseline"
+            None,
+            type=["null", "string"],
+            title="Baseline verl version",
+            description="The version the others are compared with. Empty: the profile's baseline",
         ),
         "profile_overrides": Param(
-            {},
-            type="object",
+            None,
+            type=["null", "object"],
             title="Profile overrides (advanced)",
-            description='Deep-merged into the profile, e.g. {"ppo": {"steps": 4}}',
+            description='JSON deep-merged into the profile, e.g. {"ppo": {"steps": 4}}. Empty: none',
         ),
     },
 )

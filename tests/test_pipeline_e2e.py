@@ -34,10 +34,8 @@ def _s3(endpoint: str):
     return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
-def _ray_jobs(address: str) -> list[str]:
-    from ray.job_submission import JobSubmissionClient
-
-    return sorted(j.submission_id for j in JobSubmissionClient(address).list_jobs() if j.submission_id)
+def _ray_jobs(head) -> list[str]:
+    return sorted(j.submission_id for j in head.launcher().client.list_jobs() if j.submission_id)
 
 
 def _success_markers(work: Path) -> dict[str, float]:
@@ -49,7 +47,13 @@ def embedded(tmp_path, ray_head, s3_server, airflow_db, monkeypatch):
     _s3(s3_server).create_bucket(Bucket=BUCKET)
     work = tmp_path / "work"
     env = airflow_environment(
-        Path(airflow_db), default_dags_folder(), s3_server, ray_head, work, f"s3://{BUCKET}/nightly"
+        Path(airflow_db),
+        default_dags_folder(),
+        s3_server,
+        ray_head.address,
+        work,
+        f"s3://{BUCKET}/nightly",
+        ray_token=ray_head.token,
     )
     for key, value in env.items():
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):

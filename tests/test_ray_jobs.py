@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from genbench_tasks.launch.local_ray import LocalRayHead
 from genbench_tasks.launch.ray_jobs import (
     VERL_OWNED_ENV_VARS,
     LogCursor,
@@ -140,8 +141,8 @@ def _wait_log(launcher: RayJobLauncher, job_id: str, needle: str, timeout_s: flo
 
 
 @pytest.fixture
-def launcher(ray_head: str) -> RayJobLauncher:
-    return RayJobLauncher(ray_head)
+def launcher(ray_head: LocalRayHead) -> RayJobLauncher:
+    return ray_head.launcher()
 
 
 def _ticks(lines: list[str]) -> list[str]:
@@ -272,7 +273,7 @@ def test_duplicate_verl_env_var_rejected_before_submission(launcher: RayJobLaunc
 @pytest.mark.integration
 @pytest.mark.slow
 def test_pip_runtime_env_pins_older_verl_without_touching_base(
-    ray_head: str, ray_scripts: dict[str, Path], tmp_path: Path
+    ray_head: LocalRayHead, ray_scripts: dict[str, Path], tmp_path: Path
 ):
     """verl==0.8.0 --no-deps in the job while the base env keeps verl 0.9.1 and numpy 2 (0.8.0 wants numpy<2).
 
@@ -284,7 +285,8 @@ def test_pip_runtime_env_pins_older_verl_without_touching_base(
     lines: list[str] = []
     t0 = time.monotonic()
     result = submit_via_ray(
-        address=ray_head,
+        address=ray_head.address,
+        token=ray_head.token,
         profile="local-cpu",
         verl_version="0.8.0",
         seed=0,
@@ -307,7 +309,8 @@ def test_pip_runtime_env_pins_older_verl_without_touching_base(
     assert importlib.metadata.version("verl") == base_verl  # base env untouched
     # Same command again: attaches to the finished job instead of running it twice.
     again = submit_via_ray(
-        address=ray_head,
+        address=ray_head.address,
+        token=ray_head.token,
         profile="local-cpu",
         verl_version="0.8.0",
         seed=0,

@@ -4,6 +4,7 @@ execute -> defer -> execute_complete path with a minimal context (a full dag.tes
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -18,12 +19,12 @@ from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from structlog.testing import capture_logs
 
-from genbench_tasks.launch.ray_jobs import RayJobLauncher
+from genbench_tasks.launch.local_ray import LocalRayHead
 from genbench_tasks.pipeline.ray_operator import (
     RayJobOperator,
     RayJobTrigger,
     ray_address_from_connection,
-    resolve_ray_address,
+    resolve_ray_endpoint,
 )
 from tests.fixtures.ray_cluster import cmd, unique_id
 
@@ -51,10 +52,15 @@ def test_address_from_connection(conn: Connection, expected: str):
     assert ray_address_from_connection(conn) == expected
 
 
-def test_address_resolution(monkeypatch: pytest.MonkeyPatch):
+def test_endpoint_resolution(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AIRFLOW_CONN_GENBENCH_RAY", '{"conn_type": "http", "host": "10.9.8.7", "port": 8265}')
-    assert resolve_ray_address(None, "genbench_ray") == "http://10.9.8.7:8265"
-    assert resolve_ray_address("http://127.0.0.1:1/", "genbench_ray") == "http://127.0.0.1:1"
+    assert resolve_ray_endpoint(None, "genbench_ray") == ("http://10.9.8.7:8265", None)
+    assert resolve_ray_endpoint("http://127.0.0.1:1/", "genbench_ray") == ("http://127.0.0.1:1", None)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GENBENCH_RAY",
+        '{"conn_type": "http", "host": "ray-head", "port": 8265, "password": " s3cret "}',
+    )
+    assert resolve_ray_endpoint(None, "genbench_ray") == ("http://ray-head:8265", "s3cret")
     with pytest.raises(AirflowException, match="no host"):
         ray_address_from_connection(Connection(conn_id="c", conn_type="http"))
 
@@ -103,16 +109,14 @@ async def _first_event(trigger: RayJobTrigger, timeout_s: float = 120) -> dict[s
     return await asyncio.wait_for(first(), timeout=timeout_s)
 
 
-def _submit(address: str, entrypoint: str, name: str) -> str:
+def _submit(head: LocalRayHead, entrypoint: str, name: str) -> str:
     from genbench_tasks.launch.ray_jobs import RayJobSpec
 
-    return RayJobLauncher(address).submit_or_attach(
-        RayJobSpec(entrypoint=entrypoint, submission_id=unique_id(name))
-    )
+    return head.launcher().submit_or_attach(RayJobSpec(entrypoint=entrypoint, submission_id=unique_id(name)))
 
 
-def _wait_status(address: str, job_id: str, wanted: set[str], timeout_s: float = 60) -> str:
-    launcher = RayJobLauncher(address)
+def _wait_status(head: LocalRayHead, job_id: str, wanted: set[str], timeout_s: float = 60) -> str:
+    launcher = head.launcher()
     deadline = time.monotonic() + timeout_s
     while (status := getattr(launcher.info(job_id), "status", None)) not in wanted:  # None: not submitted yet
         assert time.monotonic() < deadline, f"{job_id} is {status}, expected {wanted}"
@@ -121,9 +125,15 @@ def _wait_status(address: str, job_id: str, wanted: set[str], timeout_s: float =
 
 
 @pytest.mark.integration
-def test_trigger_success_streams_logs(ray_head: str, ray_scripts: dict[str, Path]):
+def test_trigger_success_streams_logs(ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]):
     job_id = _submit(ray_head, cmd(ray_scripts["ticker"], "--n", "4", "--interval", "0.2"), "trig-ok")
-    trigger = RayJobTrigger(job_id=job_id, address=ray_head, deadline=time.time() + 300, poll_interval=0.3)
+    trigger = RayJobTrigger(
+        job_id=job_id,
+        address=ray_head.address,
+        ray_conn_id=ray_conn,
+        deadline=time.time() + 300,
+        poll_interval=0.3,
+    )
     with capture_logs() as logs:
         event = asyncio.run(_first_event(trigger))
     assert event["status"] == "SUCCEEDED" and event["job_id"] == job_id
@@ -134,30 +144,42 @@ def test_trigger_success_streams_logs(ray_head: str, ray_scripts: dict[str, Path
 
 
 @pytest.mark.integration
-def test_trigger_failure_event_and_operator_error(ray_head: str, ray_scripts: dict[str, Path]):
+def test_trigger_failure_event_and_operator_error(
+    ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]
+):
     job_id = _submit(ray_head, cmd(ray_scripts["ticker"], "--n", "2", "--exit", "3"), "trig-fail")
-    event = asyncio.run(_first_event(RayJobTrigger(job_id=job_id, address=ray_head, poll_interval=0.3)))
+    event = asyncio.run(
+        _first_event(
+            RayJobTrigger(job_id=job_id, address=ray_head.address, ray_conn_id=ray_conn, poll_interval=0.3)
+        )
+    )
     assert event["status"] == "FAILED"
     assert "tick 1" in event["log_tail"]
-    op = RayJobOperator(task_id="t", entrypoint="x", submission_id="y", address=ray_head)
+    op = RayJobOperator(task_id="t", entrypoint="x", submission_id="y", address=ray_head.address)
     with pytest.raises(AirflowException, match=rf"(?s){job_id} ended FAILED.*tick 1"):
-        op.execute_complete({}, event=event, address=ray_head)
+        op.execute_complete({}, event=event, address=ray_head.address)
 
 
 @pytest.mark.integration
-def test_trigger_deadline_stops_job(ray_head: str, ray_scripts: dict[str, Path]):
+def test_trigger_deadline_stops_job(ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]):
     job_id = _submit(ray_head, cmd(ray_scripts["ticker"], "--n", "900"), "trig-deadline")
     _wait_status(ray_head, job_id, {"RUNNING"})
-    trigger = RayJobTrigger(job_id=job_id, address=ray_head, deadline=time.time() + 1, poll_interval=0.3)
+    trigger = RayJobTrigger(
+        job_id=job_id,
+        address=ray_head.address,
+        ray_conn_id=ray_conn,
+        deadline=time.time() + 1,
+        poll_interval=0.3,
+    )
     event = asyncio.run(_first_event(trigger))
     assert event["status"] == "TIMEOUT" and event["job_status"] == "STOPPED"
-    assert RayJobLauncher(ray_head).status(job_id) == "STOPPED"
+    assert ray_head.launcher().status(job_id) == "STOPPED"
 
 
 @pytest.mark.integration
-def test_trigger_on_kill_stops_job(ray_head: str, ray_scripts: dict[str, Path]):
+def test_trigger_on_kill_stops_job(ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]):
     job_id = _submit(ray_head, cmd(ray_scripts["ticker"], "--n", "900"), "trig-kill")
-    trigger = RayJobTrigger(job_id=job_id, address=ray_head, poll_interval=0.3)
+    trigger = RayJobTrigger(job_id=job_id, address=ray_head.address, ray_conn_id=ray_conn, poll_interval=0.3)
 
     async def scenario() -> None:
         # The triggerer cancels the run() task, then awaits on_kill() when a user marks/clears the task.
@@ -175,12 +197,8 @@ def test_trigger_on_kill_stops_job(ray_head: str, ray_scripts: dict[str, Path]):
 
 @pytest.mark.integration
 def test_operator_defers_then_completes_and_is_idempotent(
-    ray_head: str, ray_scripts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]
 ):
-    port = ray_head.rsplit(":", 1)[1]
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GENBENCH_RAY", f'{{"conn_type": "http", "host": "127.0.0.1", "port": {port}}}'
-    )
     sid = unique_id("op")
     op = RayJobOperator(
         task_id="train",
@@ -195,29 +213,34 @@ def test_operator_defers_then_completes_and_is_idempotent(
         op.execute(context)
     d = deferred.value
     assert d.method_name == "execute_complete" and isinstance(d.trigger, RayJobTrigger)
-    assert d.trigger.job_id == sid and d.trigger.address == ray_head
+    assert d.trigger.job_id == sid and d.trigger.address == ray_head.address
+    # The token stays in the connection: the trigger reads it in the triggerer, it is never serialized.
+    assert d.trigger.ray_conn_id == ray_conn
+    assert ray_head.token not in json.dumps(d.trigger.serialize())
     assert d.timeout > timedelta(minutes=5)  # backstop after the trigger's own deadline
     assert d.trigger.deadline == pytest.approx(time.time() + 300, abs=30)
     event = asyncio.run(_first_event(d.trigger))
     xcom = getattr(op, d.method_name)(context, event=event, **(d.kwargs or {}))
-    assert xcom == {"job_id": sid, "status": "SUCCEEDED", "address": ray_head}
-    assert RayJobLauncher(ray_head).info(sid).metadata["seed"] == "7"
+    assert xcom == {"job_id": sid, "status": "SUCCEEDED", "address": ray_head.address}
+    assert ray_head.launcher().info(sid).metadata["seed"] == "7"
 
     # Re-running the task (e.g. cleared after success) attaches to the finished job: no new submission.
     again = RayJobOperator(task_id="train", entrypoint=op.entrypoint, submission_id=sid, poll_interval=0.3)
     assert again.execute(context) == xcom
-    assert list(RayJobLauncher(ray_head).attempts(sid)) == [0]
+    assert list(ray_head.launcher().attempts(sid)) == [0]
 
 
 @pytest.mark.integration
-def test_operator_on_kill_stops_job_while_running(ray_head: str, ray_scripts: dict[str, Path]):
+def test_operator_on_kill_stops_job_while_running(
+    ray_head: LocalRayHead, ray_conn: str, ray_scripts: dict[str, Path]
+):
     """Non-deferrable mode blocks in execute(); on_kill (task SIGTERM) stops the Ray job it follows."""
     sid = unique_id("op-kill")
     op = RayJobOperator(
         task_id="train",
         entrypoint=cmd(ray_scripts["ticker"], "--n", "900"),
         submission_id=sid,
-        address=ray_head,
+        ray_conn_id=ray_conn,
         deferrable=False,
         poll_interval=0.3,
     )
@@ -235,8 +258,8 @@ def test_operator_on_kill_stops_job_while_running(ray_head: str, ray_scripts: di
     op.on_kill()
     worker.join(timeout=90)
     assert not worker.is_alive()
-    assert RayJobLauncher(ray_head).status(sid) == "STOPPED"
+    assert ray_head.launcher().status(sid) == "STOPPED"
     assert len(errors) == 1 and isinstance(errors[0], AirflowException)
     assert "ended STOPPED" in str(errors[0])
     # try_number 2 -> resume even though the cluster had no earlier attempt of this id.
-    assert RayJobLauncher(ray_head).info(sid).entrypoint.endswith(" --resume")
+    assert ray_head.launcher().info(sid).entrypoint.endswith(" --resume")

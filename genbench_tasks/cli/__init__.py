@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "aggregate",
     "publish",
     "demo",
+    "up",
 ]
 
 

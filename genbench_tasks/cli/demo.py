@@ -52,9 +52,9 @@ def _demo(args: argparse.Namespace) -> int:
     airflow_home = work / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     report_uri = f"s3://{DEMO_BUCKET}/{DEMO_PREFIX}"
-    with local_s3_server() as endpoint, local_ray_head() as ray_address:
+    with local_s3_server() as endpoint, local_ray_head() as head:
         env = airflow_environment(
-            airflow_home, default_dags_folder(), endpoint, ray_address, work, report_uri
+            airflow_home, default_dags_folder(), endpoint, head.address, work, report_uri, head.token
         )
         os.environ.update(env)  # before Airflow is imported
         migrate_airflow_db(env)

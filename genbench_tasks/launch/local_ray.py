@@ -1,6 +1,11 @@
-"""A private local Ray head on loopback (own temp dir, own ports): the embedded default's cluster and the
-test suite's. `start_ray_head()` returns the Jobs API address; `stop_ray_head()` ends only what it started
-(never `ray stop --force`, which would kill every Ray process on the host).
+"""A private local Ray head on loopback (own temp dir, own ports, own auth token): the embedded default's
+cluster and the test suite's. `start_ray_head()` returns a :class:`LocalRayHead`; `stop_ray_head()` ends only
+what it started (never `ray stop`, which kills every Ray process on the host).
+
+Privacy: every listener stays on 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` stops Ray from replacing
+127.0.0.1 by the host's address: a single-node cluster), and token authentication is on by default with a
+fresh token in the head's private temp dir (``RAY_AUTH_TOKEN_PATH``), never the user's ``~/.ray/auth_token``.
+Jobs inherit the token path, so a job's own ``ray.init()`` connects.
 
 Env knobs: GENBENCH_RAY_START_TIMEOUT (s, default 180), GENBENCH_RAY_KEEP_TEMP=1 (keep logs).
 """
@@ -11,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,10 +26,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+from genbench_tasks.launch.ray_jobs import RayJobLauncher, auth_headers
 
 log = logging.getLogger(__name__)
 
+_CLIENT_ENV_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _PORT_FLAGS = (
     "--port",
     "--dashboard-port",
@@ -83,15 +93,45 @@ def _diagnostics(temp_dir: Path, start_log: Path) -> str:
     return "\n".join(parts)
 
 
-def _jobs_api_ready(address: str) -> bool:
+class _AuthRefused(RuntimeError):
+    """The Jobs API answered 401/403: the token we send is not the head's (retrying cannot help)."""
+
+
+def _jobs_api_ready(address: str, token: str | None) -> bool:
     """True once the dashboard answers and the job manager lists jobs (the Jobs API is usable)."""
+    headers = auth_headers(token)
     try:
-        with urllib.request.urlopen(f"{address}/api/version", timeout=3) as r:
-            json.loads(r.read())
-        with urllib.request.urlopen(f"{address}/api/jobs/", timeout=5) as r:
-            return r.status == 200
-    except (OSError, urllib.error.URLError, ValueError):
+        for path, timeout in (("/api/version", 3), ("/api/jobs/", 5)):
+            request = urllib.request.Request(f"{address}{path}", headers=headers)
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                body = r.read()
+            if path == "/api/version":
+                json.loads(body)
+        return True
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise _AuthRefused(f"the Ray Jobs API at {address} refused our token (HTTP {exc.code})") from exc
         return False
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class LocalRayHead:
+    """A running private head: its Jobs API ``address``, its auth ``token`` (None with auth off)."""
+
+    address: str
+    token: str | None
+    process: subprocess.Popen
+    temp_dir: Path
+
+    @property
+    def token_path(self) -> Path | None:
+        return self.temp_dir / "auth_token" if self.token else None
+
+    def launcher(self, **kwargs) -> RayJobLauncher:
+        """A launcher that authenticates to this head."""
+        return RayJobLauncher(self.address, token=self.token, **kwargs)
 
 
 def _our_processes(root_pid: int, temp_dir: Path) -> list:
@@ -152,24 +192,50 @@ class _EarlyExit(RuntimeError):
         self.temp_dir = temp_dir
 
 
-def start_ray_head(num_cpus: int = 2, timeout_s: float | None = None) -> tuple[str, subprocess.Popen, Path]:
-    """Start a loopback Ray head with the dashboard; return (address, process, temp_dir).
+def start_ray_head(
+    num_cpus: int = 2, timeout_s: float | None = None, auth: bool = True, num_gpus: int = 0
+) -> LocalRayHead:
+    """Start a loopback Ray head with the dashboard (token auth on unless ``auth=False``).
 
     Retried once with fresh ports if ``ray start`` exits early.
     """
     timeout_s = timeout_s or float(os.environ.get("GENBENCH_RAY_START_TIMEOUT", "180"))
     try:
-        return _start_ray_head(num_cpus, timeout_s)
+        return _start_ray_head(num_cpus, num_gpus, timeout_s, auth)
     except _EarlyExit as exc:
         log.warning("Ray head failed to start, retrying once with fresh ports: %s", exc)
         shutil.rmtree(exc.temp_dir, ignore_errors=True)
-        return _start_ray_head(num_cpus, timeout_s)
+        return _start_ray_head(num_cpus, num_gpus, timeout_s, auth)
 
 
-def _start_ray_head(num_cpus: int, timeout_s: float) -> tuple[str, subprocess.Popen, Path]:
+def _head_environment(bin_dir: Path, token_path: Path | None) -> dict[str, str]:
+    # The user's cluster address and auth settings must not leak into the private head.
+    env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ENV_VARS}
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0",
+        # Single-node cluster: Ray keeps 127.0.0.1 instead of resolving it to the host's address.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        # Job entrypoints say ``python ...``: make that this interpreter even without an activated venv.
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    if token_path is None:
+        env["RAY_AUTH_MODE"] = "disabled"  # explicit: an existing ~/.ray/auth_token must not turn it on
+    else:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
+    return env
+
+
+def _start_ray_head(num_cpus: int, num_gpus: int, timeout_s: float, auth: bool) -> LocalRayHead:
     # Unix socket paths live under the temp dir and are limited to ~107 bytes: keep it short.
     temp_dir = Path(tempfile.mkdtemp(prefix="gbray-", dir=os.environ.get("GENBENCH_RAY_TEMP_ROOT", "/tmp")))
     start_log = temp_dir / "ray_start.log"
+    token = secrets.token_hex(32) if auth else None
+    token_path = temp_dir / "auth_token" if token else None
+    if token_path is not None:
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
     bin_dir = Path(sys.executable).parent
     ray_exe = shutil.which("ray", path=str(bin_dir)) or "ray"
@@ -182,22 +248,15 @@ def _start_ray_head(num_cpus: int, timeout_s: float) -> tuple[str, subprocess.Po
         "--dashboard-host=127.0.0.1",
         "--include-dashboard=true",
         f"--num-cpus={num_cpus}",
-        "--num-gpus=0",
+        f"--num-gpus={num_gpus}",
         f"--object-store-memory={256 * 1024 * 1024}",
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
         *(f"{flag}={port}" for flag, port in ports.items()),
     ]
-    env = dict(os.environ)
-    env.update(
-        RAY_USAGE_STATS_ENABLED="0",
-        # Job entrypoints say ``python ...``: make that the test interpreter even without an activated venv.
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("RAY_ADDRESS", None)
+    env = _head_environment(bin_dir, token_path)
     address = f"http://127.0.0.1:{ports['--dashboard-port']}"
-    log.info("starting Ray head at %s (temp dir %s)", address, temp_dir)
+    log.info("starting Ray head at %s (temp dir %s, auth %s)", address, temp_dir, "token" if auth else "off")
     with open(start_log, "wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -213,7 +272,13 @@ def _start_ray_head(num_cpus: int, timeout_s: float) -> tuple[str, subprocess.Po
             diag = _diagnostics(temp_dir, start_log)
             _shutdown(proc, temp_dir)
             raise _EarlyExit(f"`ray start --head` exited with code {proc.returncode}.\n{diag}", temp_dir)
-        if _jobs_api_ready(address):
+        try:
+            ready = _jobs_api_ready(address, token)
+        except _AuthRefused as exc:
+            diag = _diagnostics(temp_dir, start_log)
+            _shutdown(proc, temp_dir)
+            raise RuntimeError(f"{exc}.\n{diag}") from None
+        if ready:
             break
         if time.monotonic() - t0 > timeout_s:
             diag = _diagnostics(temp_dir, start_log)
@@ -224,16 +289,17 @@ def _start_ray_head(num_cpus: int, timeout_s: float) -> tuple[str, subprocess.Po
             )
         time.sleep(0.5)
     log.info("Ray head ready at %s after %.1fs", address, time.monotonic() - t0)
-    return address, proc, temp_dir
+    return LocalRayHead(address=address, token=token, process=proc, temp_dir=temp_dir)
 
 
-def stop_ray_head(proc: subprocess.Popen, temp_dir: Path) -> None:
+def stop_ray_head(head: LocalRayHead) -> None:
     """Stop a head started by :func:`start_ray_head` and remove its temp dir.
 
     The temp dir holds the pip runtime envs (Ray clones the whole base venv, ~2 GB, per env); deleting that
     takes minutes on a busy disk, so it is removed by a detached, low-priority ``rm`` that outlives the test.
     """
     t0 = time.monotonic()
+    proc, temp_dir = head.process, head.temp_dir
     _shutdown(proc, temp_dir)
     log.info("Ray head stopped in %.1fs", time.monotonic() - t0)
     if os.environ.get("GENBENCH_RAY_KEEP_TEMP") == "1":

@@ -52,6 +52,11 @@ class RayJobError(GenbenchError):
     """The Ray Jobs API refused a request, or a job ended badly."""
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """HTTP headers that authenticate to a Ray head with token auth (empty without a token)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def check_env_vars(env_vars: dict[str, str]) -> dict[str, str]:
     """Reject env vars owned by verl; return ``env_vars`` unchanged (as ``str -> str``) otherwise."""
     clash = sorted(VERL_OWNED_ENV_VARS & set(env_vars))
@@ -225,23 +230,42 @@ async def _emit(sink: LogSink, line: str) -> None:
 
 
 class RayJobLauncher:
-    """Thin, idempotent wrapper over ``JobSubmissionClient`` (built lazily: its constructor does HTTP)."""
+    """Thin, idempotent wrapper over ``JobSubmissionClient`` (built lazily: its constructor does HTTP).
 
-    def __init__(self, address: str, *, max_attempts: int = 20, headers: dict[str, str] | None = None):
+    ``token``: the cluster's auth token, sent as ``Authorization: Bearer``. Without one, Ray's own client
+    rules apply (``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` / ``~/.ray``).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        max_attempts: int = 20,
+        headers: dict[str, str] | None = None,
+    ):
         if not address:
             raise RayJobConfigError("Ray Jobs API address is empty (expected e.g. http://127.0.0.1:8265)")
         self.address = address
         self.max_attempts = max_attempts
-        self._headers = headers
+        self._headers = {**(headers or {}), **auth_headers(token)} or None
         self._client: JobSubmissionClient | None = None
 
     @property
     def client(self) -> JobSubmissionClient:
         if self._client is None:
+            from ray.exceptions import AuthenticationError
             from ray.job_submission import JobSubmissionClient
 
             try:
                 self._client = JobSubmissionClient(self.address, headers=self._headers)
+            except AuthenticationError as exc:
+                why = "refused our token" if self._headers else "requires a token"
+                raise RayJobError(
+                    f"cannot reach the Ray Jobs API at {self.address}: the cluster {why} (give the token as "
+                    "the Airflow connection's password, or set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN); "
+                    f"Ray said: {str(exc).splitlines()[0]}"
+                ) from None
             except (ConnectionError, RuntimeError) as exc:
                 raise RayJobError(f"cannot reach the Ray Jobs API at {self.address}: {exc}") from exc
         return self._client
@@ -445,6 +469,7 @@ def submit_via_ray(
     timeout_s: float = 24 * 3600.0,
     poll_s: float = 5.0,
     on_log: Callable[[str], Any] | None = print,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """`genbench train --ray-address`: submit (or re-attach to) one run and wait for it.
 
@@ -467,7 +492,7 @@ def submit_via_ray(
         },
         entrypoint_num_cpus=1,
     )
-    launcher = RayJobLauncher(address)
+    launcher = RayJobLauncher(address, token=token)
     job_id = launcher.submit_or_attach(spec)
     outcome = launcher.wait(job_id, timeout_s=timeout_s, poll_s=poll_s, on_log=on_log)
     if not outcome.succeeded:

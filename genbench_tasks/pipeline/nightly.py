@@ -29,11 +29,11 @@ class NightlyParams(BaseModel):
     """What a nightly or a manual run asks for (the Airflow Params form maps onto this)."""
 
     profile: str = "local-cpu"
-    verl_versions: list[str] = Field(default_factory=list)  # empty: the profile's
-    seeds: int = 5  # seeds 0..n-1
-    families: list[str] = Field(default_factory=list)  # empty: the profile's
+    verl_versions: list[str] | None = None  # None/empty: the profile's
+    seeds: int | None = Field(default=None, ge=1)  # seeds 0..n-1; None: the profile's seeds
+    families: list[str] | None = None  # None/empty: the profile's
     baseline_version: str | None = None  # None/"": the profile's, else the first version
-    profile_overrides: dict = Field(default_factory=dict)
+    profile_overrides: dict | None = None
 
 
 class RunPlan(BaseModel):
@@ -113,8 +113,9 @@ def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str
     versions = params.verl_versions or profile.verl_versions
     if not versions:
         raise GenbenchError("no verl versions to run")
-    if params.seeds < 1:
-        raise GenbenchError("seeds must be >= 1")
+    seeds = list(range(params.seeds)) if params.seeds else list(profile.seeds)
+    if not seeds:
+        raise GenbenchError(f"profile {profile.name!r} lists no seeds; give seeds >= 1")
     baseline = params.baseline_version or profile.baseline_version or versions[0]
     if baseline not in versions:
         log.warning("baseline %s is not in this run's versions %s; using %s", baseline, versions, versions[0])
@@ -133,7 +134,7 @@ def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str
         profile_name=profile.name,
         profile=profile.model_dump(mode="json"),
         verl_versions=versions,
-        seeds=list(range(params.seeds)),
+        seeds=seeds,
         families=families,
         baseline_version=baseline,
         code_version=code_version(),

@@ -6,6 +6,12 @@ the task log and enforces the job deadline itself: on deadline it stops the Ray 
 (``defer(timeout=...)`` is only a backstop, set a little later: on that timeout Airflow raises
 ``TaskDeferralTimeout`` without calling back, and the Ray job would keep running).
 
+Authentication: the Airflow connection (default ``genbench_ray``) gives the dashboard address (host, port,
+optional scheme) and, for a cluster with token auth, the token in its **password** field. The operator and
+the trigger each read the connection themselves (the token is never serialized into trigger kwargs); with an
+explicit ``address`` and no connection, Ray's own client rules apply (``RAY_AUTH_MODE=token`` plus
+``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``). Clusters without auth need no password.
+
 Both classes live in the installed package because the triggerer does not load DAG-folder code. Ray is
 imported lazily (only when a client is built).
 """
@@ -50,13 +56,19 @@ def ray_address_from_connection(conn: Any) -> str:
     return f"{host}:{conn.port}" if conn.port else host
 
 
-def resolve_ray_address(address: str | None, conn_id: str | None) -> str:
-    """An explicit address wins; otherwise read the Airflow connection ``conn_id``."""
+def ray_token_from_connection(conn: Any) -> str | None:
+    """The Ray auth token kept in the connection's password field (None: the cluster has no auth)."""
+    return (conn.password or "").strip() or None
+
+
+def resolve_ray_endpoint(address: str | None, conn_id: str | None) -> tuple[str, str | None]:
+    """``(address, token)``: an explicit address wins (token from Ray's env rules), else the connection."""
     if address:
-        return address.rstrip("/")
+        return address.rstrip("/"), None
     if not conn_id:
         raise AirflowException("give either a Ray address or a connection id")
-    return ray_address_from_connection(BaseHook.get_connection(conn_id))
+    conn = BaseHook.get_connection(conn_id)
+    return ray_address_from_connection(conn), ray_token_from_connection(conn)
 
 
 def _short_tail(lines: Sequence[str], n: int = _EVENT_TAIL_LINES) -> list[str]:
@@ -75,6 +87,7 @@ class RayJobTrigger(BaseTrigger):
         self,
         job_id: str,
         address: str,
+        ray_conn_id: str | None = None,
         deadline: float | None = None,
         poll_interval: float = 10.0,
         stop_grace_s: float = 60.0,
@@ -84,6 +97,7 @@ class RayJobTrigger(BaseTrigger):
         super().__init__()
         self.job_id = job_id
         self.address = address
+        self.ray_conn_id = ray_conn_id
         self.deadline = deadline
         self.poll_interval = poll_interval
         self.stop_grace_s = stop_grace_s
@@ -97,6 +111,7 @@ class RayJobTrigger(BaseTrigger):
             {
                 "job_id": self.job_id,
                 "address": self.address,
+                "ray_conn_id": self.ray_conn_id,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
                 "stop_grace_s": self.stop_grace_s,
@@ -110,6 +125,13 @@ class RayJobTrigger(BaseTrigger):
         if self._launcher is None:
             self._launcher = RayJobLauncher(self.address)
         return self._launcher
+
+    async def _connect(self) -> None:
+        """Build the launcher with the connection's token, read here in the triggerer."""
+        if self._launcher is not None or not self.ray_conn_id:
+            return
+        conn = await BaseHook.aget_connection(self.ray_conn_id)
+        self._launcher = RayJobLauncher(self.address, token=ray_token_from_connection(conn))
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         # The Jobs client is synchronous (requests): keep the triggerer's event loop free.
@@ -146,6 +168,7 @@ class RayJobTrigger(BaseTrigger):
         self.log.info("following Ray job %s at %s (deadline %s)", self.job_id, self.address, self.deadline)
         while True:
             try:
+                await self._connect()
                 status = await self._call(self.launcher.status, self.job_id)
                 lines = await self._pump(cursor)
                 errors = 0
@@ -185,6 +208,7 @@ class RayJobTrigger(BaseTrigger):
         """A user marked/cleared the deferred task: stop the Ray job (bounded wait)."""
         self.log.warning("task killed while deferred: stopping Ray job %s", self.job_id)
         try:
+            await asyncio.wait_for(self._connect(), timeout=30)
             await asyncio.wait_for(self._call(self.launcher.stop, self.job_id), timeout=30)
         except Exception as exc:
             self.log.warning("could not stop Ray job %s: %s", self.job_id, exc)
@@ -257,15 +281,15 @@ class RayJobOperator(BaseOperator):
         except (ValidationError, RayJobConfigError) as exc:
             raise AirflowFailException(f"invalid Ray job spec for {self.submission_id!r}: {exc}") from exc
 
-    def _resolved_address(self) -> str:
-        return resolve_ray_address(self.address, self.ray_conn_id)
+    def _endpoint(self) -> tuple[str, str | None]:
+        return resolve_ray_endpoint(self.address, self.ray_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any]:
         # An Airflow retry resumes even if the cluster forgot the earlier attempt (head restart, deleted job).
         ti = context.get("ti") if isinstance(context, dict) or hasattr(context, "get") else None
         spec = self.build_spec(resume=int(getattr(ti, "try_number", 1) or 1) > 1)
-        address = self._resolved_address()
-        self._launcher = launcher = RayJobLauncher(address)
+        address, token = self._endpoint()
+        self._launcher = launcher = RayJobLauncher(address, token=token)
         job_id, action = launcher.submit_or_attach_detailed(spec)
         self._job_id = job_id
         self.log.info("Ray job %s (%s) at %s", job_id, action, address)
@@ -283,6 +307,7 @@ class RayJobOperator(BaseOperator):
         trigger = RayJobTrigger(
             job_id=job_id,
             address=address,
+            ray_conn_id=None if self.address else self.ray_conn_id,
             deadline=time.time() + self.job_timeout_s,
             poll_interval=self.poll_interval,
             stop_grace_s=self.stop_grace_s,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 # Airflow connections.
 CONN_S3 = "genbench_s3"  # conn_type aws; extra.endpoint_url for MinIO/moto
@@ -31,7 +30,3 @@ def schedule() -> str:
 
 def default_profile() -> str:
     return os.environ.get(ENV_DEFAULT_PROFILE, DEFAULT_PROFILE)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
