@@ -10,22 +10,11 @@ from pathlib import Path
 import pytest
 
 from genbench_tasks.pipeline.embedded import airflow_environment, default_dags_folder, run_dag_once
+from tests.fixtures.small_profile import SMALL
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "genbench-e2e"
-SMALL = {
-    "data": {
-        "sizes": {
-            "rewriting": {"train": 128, "val": 16, "test": 6},
-            "reasoning": {"train": 128, "val": 16, "test": 6},
-            "code_generation": {"train": 0, "val": 0, "test": 6},
-        }
-    },
-    "sft": {"steps": 30},
-    "ppo": {"steps": 2, "rollout_batch_size": 8, "mini_batch_size": 8, "save_freq": 1},
-    "eval": {"samples_per_prompt": 2, "max_prompts_per_family": 4, "max_new_tokens": 32},
-}
 
 
 def _s3(endpoint: str):

@@ -247,6 +247,7 @@ class LocalDeployment:
                 "report_uri": f"s3://{DEMO_BUCKET}/{DEMO_PREFIX}",
                 "ray_dashboard": head.address,
                 "ray_token_file": str(head.token_path) if head.token_path else None,
+                "ray_temp_dir": str(head.temp_dir),
                 "airflow_home": str(self.airflow_home),
                 "logs": str(self.logs_dir),
                 "pids": {name: proc.pid for name, proc in self._procs.items()}

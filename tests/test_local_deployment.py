@@ -1,0 +1,233 @@
+"""`genbench up` as a user runs it: Airflow's api-server, scheduler, dag-processor and triggerer as separate
+processes, a private Ray head with token auth and the local S3 server, all on loopback.
+
+One deployment for the module (startup ~1 min): the DAG parses with no import errors, the trigger form opens
+in headless Chromium with its defaults and its Trigger button is enabled, unpausing schedules no missed
+nightly, a small run triggered through the REST API (JWT from /auth/token) runs its Ray tasks deferred in
+the triggerer to success, and the report lands in S3. Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from genbench_tasks.launch.local_ray import _our_processes
+from tests.fixtures.small_profile import SMALL
+from tests.test_local_ray import listening_addresses, non_loopback
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG_ID = "genbench_nightly"
+RAY_TASKS = ("train_sft", "train", "evaluate")
+CHROMIUM = os.environ.get("GENBENCH_CHROMIUM", "/usr/bin/chromium")
+
+
+class Api:
+    """Airflow's public REST API with a JWT from /auth/token."""
+
+    def __init__(self, base: str, user: str, password: str):
+        self.base = base
+        body = self._call("POST", "/auth/token", {"username": user, "password": password}, auth=False)
+        self.token = body["access_token"]
+
+    def _call(self, method: str, path: str, payload: dict | None = None, auth: bool = True) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path} -> {exc.code}: {exc.read()[:2000]!r}") from None
+
+    def get(self, path: str) -> dict:
+        return self._call("GET", path)
+
+    def post(self, path: str, payload: dict) -> dict:
+        return self._call("POST", path, payload)
+
+    def patch(self, path: str, payload: dict) -> dict:
+        return self._call("PATCH", path, payload)
+
+
+def _cron_three_hours_ago() -> str:
+    """A daily slot that passed 3 h ago: unpausing must not run it (the grace is 1 h)."""
+    slot = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    return f"{slot.minute} {slot.hour} * * *"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory) -> Iterator[dict]:
+    work = tmp_path_factory.mktemp("up")
+    env = {**os.environ, "GENBENCH_NIGHTLY_CRON": _cron_three_hours_ago()}
+    for key in [k for k in env if k.startswith(("AIRFLOW_", "AIRFLOW__"))]:
+        env.pop(key)  # the test session's private Airflow must not leak into the deployment
+    log = open(work / "genbench-up.out", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genbench_tasks.cli", "up", "--out", str(work), "--port", "0"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    info_path = work / "deployment.json"
+    deadline = time.monotonic() + 420
+    while not info_path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"genbench up did not come up:\n{(work / 'genbench-up.out').read_text()[-4000:]}")
+        time.sleep(1)
+    info = json.loads(info_path.read_text())
+    info["work"] = work
+    info["process"] = proc
+    try:
+        yield info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def api(deployment) -> Api:
+    api = Api(deployment["ui_url"], deployment["user"], deployment["password"])
+    deadline = time.monotonic() + 240
+    while True:  # the dag-processor's first parse
+        try:
+            api.get(f"/api/v2/dags/{DAG_ID}")
+            return api
+        except AssertionError:
+            assert time.monotonic() < deadline, "the DAG never appeared in the API"
+            time.sleep(2)
+
+
+def _deployment_pids(deployment: dict) -> list[int]:
+    root = psutil.Process(deployment["process"].pid)
+    pids = {root.pid, *(p.pid for p in root.children(recursive=True))}
+    ray_root = deployment["pids"]["ray-head"]
+    pids |= {p.pid for p in _our_processes(ray_root, Path(deployment["ray_temp_dir"]))}
+    return sorted(pids)
+
+
+def test_every_socket_of_the_deployment_is_on_loopback(deployment, api):
+    listeners = listening_addresses(_deployment_pids(deployment))
+    ports = {a.rsplit(":", 1)[1] for addrs in listeners.values() for a in addrs}
+    expected = {
+        deployment["ui_url"].rsplit(":", 1)[1],
+        deployment["s3_endpoint"].rsplit(":", 1)[1],
+        deployment["ray_dashboard"].rsplit(":", 1)[1],
+    }
+    assert expected <= ports, f"listeners not found (the check would pass vacuously): {listeners}"
+    assert non_loopback(listeners) == {}, listeners
+
+
+def test_the_dag_parses_without_import_errors(api):
+    assert api.get("/api/v2/importErrors")["total_entries"] == 0
+    dag = api.get(f"/api/v2/dags/{DAG_ID}")
+    assert dag["is_paused"] is True  # new DAGs start paused: nothing runs until the user says so
+    assert "upcoming slots only" in (dag.get("timetable_description") or "")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make install adds it)")
+def test_trigger_form_opens_with_defaults_and_its_trigger_button_is_enabled(deployment, api, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(deployment["ui_url"])
+            page.get_by_label("Username").fill(deployment["user"])
+            page.get_by_label("Password").fill(deployment["password"])
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+            page.goto(f"{deployment['ui_url']}/dags/{DAG_ID}")
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Run Parameters").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)  # the form validates its fields after rendering
+            page.screenshot(path=str(tmp_path / "trigger-form.png"), full_page=True)
+            assert dialog.get_by_text("local-cpu", exact=True).first.is_visible()
+            trigger = dialog.get_by_role("button", name="Trigger", exact=True)
+            assert trigger.is_visible() and trigger.is_enabled(), f"see {tmp_path / 'trigger-form.png'}"
+        finally:
+            browser.close()
+
+
+def test_small_run_defers_its_ray_tasks_and_publishes_the_report(deployment, api):
+    api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    conf = {"verl_versions": ["0.9.1"], "seeds": 1, "profile_overrides": SMALL}
+    run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+    run_id = run["dag_run_id"]
+    seen: dict[str, set[str]] = {}
+    deadline = time.monotonic() + 1500
+    state = run["state"]
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"run {run_id} still {state}; states seen: {seen}"
+        tis = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+        for ti in tis:
+            seen.setdefault(ti["task_id"], set()).add(str(ti["state"]))
+        state = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        time.sleep(1)
+    tis = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+    final = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
+    assert state == "success", final
+    assert all(s in ("success", "skipped") for s in final.values()), final
+    for task_id in RAY_TASKS:
+        assert "deferred" in seen.get(task_id, set()), f"{task_id} never deferred: {seen}"
+        assert final[(task_id, 0)] == "success"
+
+    # Unpausing a DAG whose slot passed 3 h ago scheduled nothing: the only run is the one we asked for.
+    runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
+    assert [r["run_type"] for r in runs] == ["manual"], runs
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=deployment["s3_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="genbench",
+        aws_secret_access_key="genbench-secret",
+    )
+    bucket, prefix = deployment["report_uri"].removeprefix("s3://").split("/", 1)
+    index = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/index.json")["Body"].read())
+    (entry,) = index["runs"]
+    assert entry["status"] == "success"
+    report = s3.get_object(Bucket=bucket, Key=f"{prefix}/runs/{entry['run_key']}/report.html")["Body"].read()
+    assert b"code_generation" in report and b"0.9.1" in report
+
+
+def test_ctrl_c_stops_everything_it_started(deployment, api):
+    pids = _deployment_pids(deployment)
+    proc = deployment["process"]
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, (deployment["work"] / "genbench-up.out").read_text()[-3000:]
+    deadline = time.monotonic() + 30
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    while alive and time.monotonic() < deadline:
+        time.sleep(1)
+        alive = [
+            p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
+    assert alive == [], [psutil.Process(p).cmdline() for p in alive if psutil.pid_exists(p)]
