@@ -10,10 +10,11 @@ SYSTEM_STAMP := $(VENV)/.system-deps
 SYSTEM_PACKAGES ?= bubblewrap chromium
 DEMO_OUT ?= runs/demo
 
-.PHONY: install system-deps demo test test-fast lint bench clean help
+.PHONY: install system-deps demo up test test-fast lint bench clean help
 
 help:
 	@echo "make demo   - set up, then run the nightly DAG once on the embedded default (Airflow+SQLite, local Ray, local S3)"
+	@echo "make up     - set up, then run Airflow (UI, scheduler, triggerer), Ray and S3 on loopback until Ctrl-C"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks (sandbox throughput, training cost)"
@@ -40,6 +41,9 @@ $(SYSTEM_STAMP):
 
 demo: install
 	$(BIN)/genbench demo --out $(DEMO_OUT)
+
+up: install
+	$(BIN)/genbench up --out runs/local
 
 test: install
 	$(BIN)/pytest -q tests
