@@ -10,22 +10,42 @@ SYSTEM_STAMP := $(VENV)/.system-deps
 SYSTEM_PACKAGES ?= bubblewrap chromium
 DEMO_OUT ?= runs/demo
 
-.PHONY: install system-deps demo up test test-fast lint bench clean help
+.PHONY: install lock system-deps demo up test test-fast lint bench clean help
 
 help:
 	@echo "make demo   - set up, then run the nightly DAG once on the embedded default (Airflow+SQLite, local Ray, local S3)"
 	@echo "make up     - set up, then run Airflow (UI, scheduler, triggerer), Ray and S3 on loopback until Ctrl-C"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff"
+	@echo "make lock   - re-resolve requirements/all.lock (uv)"
 	@echo "make bench  - benchmarks (sandbox throughput, training cost)"
 
-$(STAMP): pyproject.toml constraints.txt
+# The environment comes from the committed lock (requirements/all.lock, hashes checked), installed by uv.
+# torch first, with pip: torch==2.13.0 is a CPU build on this machine's disk that only pip finds; PyPI's wheel
+# of that version (what uv would fetch) is a multi-GB CUDA build. The lock leaves torch out.
+UV_VERSION ?= 0.13.9
+LOCK := requirements/all.lock
+UV := $(BIN)/uv
+UV_COMPILE := $(UV) pip compile pyproject.toml --extra all -c constraints.txt --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --quiet
+
+$(STAMP): pyproject.toml constraints.txt $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU build of torch first (a looser pin would pull a multi-GB CUDA build).
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[all]'
+	$(BIN)/pip install --quiet torch==2.13.0 uv==$(UV_VERSION)
+	$(UV) pip install --python $(BIN)/python --quiet --require-hashes --no-deps -r $(LOCK)
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve the lock (after changing dependencies in pyproject.toml or constraints.txt).
+lock:
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) --no-emit-package torch -o $(VENV)/unfiltered.lock
+	{ sed -n '1,3p' requirements/no-cuda-overrides.txt; \
+	  grep -E '^(nvidia-|cuda-|triton==)' $(VENV)/unfiltered.lock | cut -d= -f1 | sed 's/$$/; sys_platform == "never"/'; \
+	} > $(VENV)/overrides.txt && mv $(VENV)/overrides.txt requirements/no-cuda-overrides.txt
+	$(UV_COMPILE) --override requirements/no-cuda-overrides.txt --no-emit-package torch --generate-hashes \
+		--custom-compile-command 'make lock' -o $(LOCK)
+	@echo "locked $$(grep -c '^[a-z0-9]' $(LOCK)) packages in $(LOCK)"
 
 install: $(STAMP) $(SYSTEM_STAMP)
 
