@@ -1,12 +1,33 @@
-"""`genbench demo`: run the nightly DAG once on the embedded default."""
+"""`genbench demo`: run the nightly DAG once on the embedded default, through the real scheduler."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
+
+DAG_ID = "genbench_nightly"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} (at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"ppo": {"steps": 4}}\'')
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,71 +35,81 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the nightly DAG once on the embedded default",
         description=(
-            "Start a local S3-compatible server (moto) and a local Ray head on loopback, initialise Airflow "
-            "on SQLite, and run dags/genbench_nightly.py once with dag.test(): build and validate data, SFT, "
-            "PPO per verl version x seed, evaluate, aggregate, detect regressions, publish the report. "
-            "Prints the report's URL and a local copy's path."
+            "Start the embedded stack as `genbench up` does (Airflow's api-server, scheduler, dag-processor and "
+            "triggerer, a private Ray head, a local S3 server; all on 127.0.0.1), trigger genbench_nightly once "
+            "through Airflow's REST API and follow it: build and validate data, SFT, PPO per verl version x "
+            "seed, evaluate, aggregate, detect regressions, publish the report. Cells run in parallel as the "
+            "Ray head's CPUs allow. Prints each stage's time, the report's URL and a local copy's path."
         ),
     )
-    parser.add_argument("--out", default="runs/demo", help="work directory (runs, cell cache, Airflow home)")
-    parser.add_argument("--profile", default="local-cpu", help="profile (default: local-cpu)")
-    parser.add_argument("--verl-versions", nargs="+", default=[], help="default: the profile's (0.8.0 0.9.1)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per version (default: 5)")
-    parser.add_argument("--overrides", default="{}", help="JSON deep-merged into the profile")
     parser.add_argument(
-        "--serve", action="store_true", help="keep the S3 server up until Ctrl-C to browse the report"
+        "--out", type=Path, default=Path("runs/demo"), help="work directory (default: runs/demo)"
+    )
+    parser.add_argument("--profile", default="local-cpu", help="profile (default: local-cpu)")
+    parser.add_argument(
+        "--verl-versions", nargs="+", default=None, help="default: the profile's (0.8.0 0.9.1)"
+    )
+    parser.add_argument(
+        "--seeds", type=_positive, default=None, help="seeds per version (default: the profile's)"
+    )
+    parser.add_argument(
+        "--overrides", type=_json_object, default=None, help="JSON deep-merged into the profile"
+    )
+    parser.add_argument("--ray-cpus", type=_positive, default=2, help="CPUs the Ray head offers (default 2)")
+    parser.add_argument("--timeout", type=_positive, default=4 * 3600, help="give up after this many seconds")
+    parser.add_argument(
+        "--serve", action="store_true", help="keep everything up until Ctrl-C to browse the UI"
     )
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from genbench_tasks.errors import GenbenchError
-    from genbench_tasks.pipeline.embedded import (
-        DEMO_BUCKET,
-        DEMO_PREFIX,
-        airflow_environment,
-        default_dags_folder,
-        local_ray_head,
-        local_s3_server,
-        migrate_airflow_db,
-        run_dag_once,
-    )
+    from genbench_tasks.pipeline.embedded import AirflowApi, LocalDeployment, stage_times
+    from genbench_tasks.profiles import load_profile
 
+    load_profile(args.profile, args.overrides)  # bad profile or overrides: fail before starting anything
+    work = args.out.resolve()
+    deployment = LocalDeployment(work_dir=work, api_port=0, ray_cpus=args.ray_cpus)
     try:
-        overrides = json.loads(args.overrides)
-    except json.JSONDecodeError as exc:
-        raise GenbenchError(f"--overrides is not valid JSON: {exc.msg}") from None
-    work = Path(args.out).resolve()
-    airflow_home = work / "airflow"
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    report_uri = f"s3://{DEMO_BUCKET}/{DEMO_PREFIX}"
-    with local_s3_server() as endpoint, local_ray_head() as head:
-        env = airflow_environment(
-            airflow_home, default_dags_folder(), endpoint, head.address, work, report_uri, head.token
-        )
-        os.environ.update(env)  # before Airflow is imported
-        migrate_airflow_db(env)
+        info = deployment.start()
+        print(f"Airflow UI {info['ui_url']} (user {info['user']}, password {info['password']})", flush=True)
+        api = AirflowApi(info["ui_url"], info["user"], info["password"])
+        api.wait_for_dag(DAG_ID)
+        api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
         conf = {
             "profile": args.profile,
             "verl_versions": args.verl_versions,
             "seeds": args.seeds,
-            "profile_overrides": overrides,
+            "profile_overrides": args.overrides,
         }
+        run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+        run_id = run["dag_run_id"]
+        print(f"triggered {DAG_ID} run {run_id}", flush=True)
         started = time.monotonic()
-        state = run_dag_once(conf)
-        print(f"\nDAG run finished: {state} in {time.monotonic() - started:.0f}s")
+
+        def progress(ti: dict) -> None:
+            index = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+            print(f"  {time.monotonic() - started:7.0f}s  {ti['task_id']}{index}: {ti['state']}", flush=True)
+
+        state, _ = api.follow_run(DAG_ID, run_id, timeout_s=args.timeout, on_change=progress)
+        wall = time.monotonic() - started
+        print(f"\nDAG run finished: {state} in {wall:.0f}s\n\nstage              tasks    wall s   summed s")
+        for task_id, count, stage_wall, summed in stage_times(api.task_instances(DAG_ID, run_id)):
+            print(f"{task_id:<18} {count:>5} {stage_wall:>9.0f} {summed:>10.0f}")
         published = _latest_published(work)
         if published:
-            print(f"report (S3, presigned): {published.get('report_url')}")
+            print(f"\nreport (S3, presigned): {published.get('report_url')}")
             print(f"report (local copy):    {published.get('local_report')}")
         if args.serve:
-            print("serving S3 until Ctrl-C ...")
+            print("serving until Ctrl-C ...", flush=True)
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-    return 0 if state.endswith("success") else 1
+        return 0 if state == "success" else 1
+    finally:
+        deployment.stop()
 
 
 def _latest_published(work: Path) -> dict | None:

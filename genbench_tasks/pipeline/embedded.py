@@ -330,3 +330,96 @@ def _refuse_taken_port(port: int) -> None:
             raise GenbenchError(
                 f"port {port} on {LOOPBACK} is in use (another Airflow?); choose one with --port"
             ) from None
+
+
+class AirflowApi:
+    """Airflow's public REST API (``/api/v2``) with a JWT from ``/auth/token``."""
+
+    def __init__(self, base_url: str, user: str, password: str):
+        self.base_url = base_url.rstrip("/")
+        body = self._call("POST", "/auth/token", {"username": user, "password": password}, auth=False)
+        self.token = body["access_token"]
+
+    def _call(self, method: str, path: str, payload: dict | None = None, auth: bool = True) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise GenbenchError(
+                f"Airflow API {method} {path} -> HTTP {exc.code}: {exc.read()[:500]!r}"
+            ) from None
+
+    def get(self, path: str) -> dict:
+        return self._call("GET", path)
+
+    def post(self, path: str, payload: dict) -> dict:
+        return self._call("POST", path, payload)
+
+    def patch(self, path: str, payload: dict) -> dict:
+        return self._call("PATCH", path, payload)
+
+    def wait_for_dag(self, dag_id: str, timeout_s: float = 300) -> dict:
+        """The DAG once the dag-processor has parsed it; import errors fail at once."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            errors = self.get("/api/v2/importErrors")
+            if errors.get("total_entries"):
+                raise GenbenchError(f"DAG import errors: {errors['import_errors']}")
+            try:
+                return self.get(f"/api/v2/dags/{dag_id}")
+            except GenbenchError:
+                if time.monotonic() > deadline:
+                    raise GenbenchError(f"DAG {dag_id} was not parsed within {timeout_s:.0f}s") from None
+                time.sleep(2)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+
+    def follow_run(
+        self, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 2.0, on_change=None
+    ) -> tuple[str, dict[str, set[str]]]:
+        """Poll a DAG run until it ends; return its state and every state each task was seen in."""
+        seen: dict[str, set[str]] = {}
+        last: dict[tuple, str] = {}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for ti in self.task_instances(dag_id, run_id):
+                key, state = (ti["task_id"], ti["map_index"]), str(ti["state"])
+                seen.setdefault(ti["task_id"], set()).add(state)
+                if on_change is not None and last.get(key) != state:
+                    on_change(ti)
+                last[key] = state
+            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state, seen
+            if time.monotonic() > deadline:
+                raise GenbenchError(f"DAG run {run_id} still {state} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+
+def stage_times(task_instances: list[dict]) -> list[tuple[str, int, float, float]]:
+    """Per task: (task_id, instances, wall seconds from first start to last end, summed seconds)."""
+    from datetime import datetime
+
+    def parse(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+    rows: dict[str, list] = {}
+    order: list[str] = []
+    for ti in sorted(task_instances, key=lambda t: t.get("start_date") or "~"):
+        start, end = parse(ti.get("start_date")), parse(ti.get("end_date"))
+        if start is None or end is None:
+            continue
+        if ti["task_id"] not in rows:
+            order.append(ti["task_id"])
+            rows[ti["task_id"]] = [0, start, end, 0.0]
+        row = rows[ti["task_id"]]
+        row[0] += 1
+        row[1], row[2] = min(row[1], start), max(row[2], end)
+        row[3] += (end - start).total_seconds()
+    return [(t, rows[t][0], (rows[t][2] - rows[t][1]).total_seconds(), rows[t][3]) for t in order]
