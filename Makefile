@@ -66,7 +66,7 @@ up: install
 	$(BIN)/genbench up --out runs/local
 
 test: install
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=15 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check genbench_tasks dags tests benchmarks
