@@ -50,6 +50,7 @@ class HistoryRow(BaseModel):
     night: str
     run_id: str | None = None
     run_key: str | None = None
+    profile: str | None = None
     version: str
     seed: int
     family: str
@@ -86,6 +87,7 @@ def rows_from_run(rundir: str | Path) -> list[HistoryRow]:
                     night=run.date,
                     run_id=run.run_id,
                     run_key=run.run_key,
+                    profile=run.manifest.get("profile"),
                     version=str(rec["version"]),
                     seed=int(rec["seed"]),
                     family=str(rec["family"]),
@@ -238,6 +240,8 @@ def read_history(source: str | Path, *, endpoint_url: str | None = None) -> pd.D
     if "run_key" not in df.columns:
         df["run_key"] = df["run_id"] if "run_id" in df.columns else ""
     df["run_key"] = df["run_key"].fillna("").astype(str)
+    if "profile" not in df.columns:
+        df["profile"] = None
     # one run per (night, version): the last run_key of that night
     last = df.groupby(["night", "version"])["run_key"].transform("max")
     df = df[df["run_key"] == last]

@@ -67,6 +67,7 @@ __all__ = [
     "Interval",
     "Segment",
     "Series",
+    "TrendPoint",
     "compare_to_baseline",
     "detect",
     "detect_series",
@@ -139,8 +140,17 @@ class Stability(BaseModel):
     df: tuple[int, int] | None = None
 
 
+class TrendPoint(BaseModel):
+    """One night of a series: mean, sample std (None for one value) and count of its seeds' values."""
+
+    night: str
+    mean: float
+    std: float | None
+    n: int
+
+
 class HistoryVerdict(BaseModel):
-    """One (version, family, metric) over its history."""
+    """One (version, family, metric) over its history; ``trend`` only when asked for (the report's chart)."""
 
     version: str
     family: str
@@ -164,6 +174,7 @@ class HistoryVerdict(BaseModel):
     deterministic: bool = False
     stability: Stability
     notes: list[str] = Field(default_factory=list)
+    trend: list[TrendPoint] = Field(default_factory=list)
 
 
 class BaselineVerdict(BaseModel):
@@ -646,13 +657,27 @@ def detect(
     *,
     baseline: str | None = None,
     config: DetectConfig | None = None,
+    trends: bool = False,
 ) -> Detection:
-    """History verdicts for every series, and every version vs ``baseline`` (BH across all of them)."""
+    """History verdicts for every series (with its per-night ``trend`` when ``trends``), and every version
+    vs ``baseline`` (BH across all of them)."""
     cfg = config or DetectConfig()
     items = list(series)
     if not items:
         raise GenbenchError("no series to analyse")
     verdicts = [detect_series(s, cfg) for s in items]
+    if trends:
+        for s, v in zip(items, verdicts, strict=True):
+            t = s.tail(cfg.window)
+            v.trend = [
+                TrendPoint(
+                    night=night,
+                    mean=float(x.mean()),
+                    std=float(x.std(ddof=1)) if len(x) >= 2 else None,
+                    n=len(x),
+                )
+                for night, x in zip(t.nights, t.values, strict=True)
+            ]
     by_key = {(s.version, s.family, s.metric): (s, v) for s, v in zip(items, verdicts, strict=True)}
     rows: list[BaselineVerdict] = []
     warnings: list[str] = []
