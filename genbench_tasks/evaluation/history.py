@@ -278,9 +278,8 @@ def series_from_history(
             )
         )
     keep = keep.sort_values(["version", "family", "metric", "night", "seed"], kind="stable")
-    cols = {
-        c: keep[c].to_numpy() for c in ("version", "family", "metric", "night", "seed", "value", "run_key")
-    }
+    cols = {c: keep[c].to_numpy() for c in ("version", "family", "metric", "night", "seed", "value")}
+    cols["run_key"] = keep["run_key"].to_numpy() if "run_key" in keep.columns else np.full(len(keep), "")
     out: list[Series] = []
     key = np.char.add(
         np.char.add(cols["version"].astype(str), "\x1f"),
