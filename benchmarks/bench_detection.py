@@ -10,8 +10,12 @@ Side by side, today's pairwise test: ``scoring.stats.compare()`` of each night a
 (the nightly's "previous nightly" comparison), its verdict and Brown-Forsythe stability verdict.
 
 Printed per scenario and method: the share of series detected within 2, 5 and 10 nights of the change
-(delay = detecting night - change night), the median delay, and false alarms: the share of version-months
-(30-night series) with any alert at a night without a change (null) or before the change. Then the
+(delay = detecting night - change night; history: a "regression" (or variance increase) placed at most 2
+nights before the change; pairwise: the first "regression" (or variance increase) from the change night on),
+the median delay, and false alarms: the share of version-months (30-night series) with any alert, of either
+kind, at a night without a change (null) or before the change. compare() runs on one metric, so its
+Benjamini-Hochberg step has one row (the nightly's 21 rows a comparison dilute it: fewer false alarms and
+less power than here). Then the
 version-vs-baseline test's type I error and power (pooled over 10 nights, before BH).
 """
 
@@ -61,7 +65,7 @@ def history_alerts(y: np.ndarray, cfg: DetectConfig, kind: str) -> tuple[list[in
         if mean is None and var is None:
             continue
         looks.append(upto - 1)
-        night = mean if kind == "mean" else var
+        night = (mean if v.verdict == "regression" else None) if kind == "mean" else var
         if night is not None and upto - 1 >= CHANGE and NIGHT_NAMES.index(night) >= CHANGE - 2:
             return looks, upto - 1 - CHANGE
     return looks, None
@@ -85,7 +89,7 @@ def pairwise_alerts(y: np.ndarray, kind: str) -> tuple[list[int], int | None]:
         if not (mean or var):
             continue
         looks.append(t)
-        if t >= CHANGE and (mean if kind == "mean" else var):
+        if t >= CHANGE and (row.verdict == "regression" if kind == "mean" else var):
             return looks, t - CHANGE
     return looks, None
 

@@ -111,7 +111,7 @@ def test_no_change_inconclusive_and_insufficient_data():
     assert v.verdict == "inconclusive" and v.change_night is None and v.mde > 0.02
     assert v.seeds_needed is not None and v.seeds_needed > 5
     # with the seeds it asks for, the MDE comes to the minimum effect (up to the noise of the sd estimate)
-    assert detect_series(series(noisy(rng, seeds=v.seeds_needed)), cfg).mde == pytest.approx(0.02, rel=0.1)
+    assert detect_series(series(noisy(rng, seeds=v.seeds_needed)), cfg).mde == pytest.approx(0.02, rel=0.15)
     more = detect_series(series(noisy(rng, seeds=2 * v.seeds_needed)), cfg)
     assert more.verdict == "no change" and more.mde < 0.02
     assert detect_series(series(noisy(rng, nights=2)), cfg).verdict == "insufficient data"

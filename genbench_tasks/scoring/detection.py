@@ -8,11 +8,13 @@ Input: one row per measurement (``night`` ISO date, ``version``, ``seed``, ``fam
 Per series (:class:`HistoryVerdict`):
 
 * **Change points**: E-divisive means on the night means with a permutation test over seeds
-  (:mod:`genbench_tasks.scoring.changepoint`, ``max_pvalue`` per night it runs), then the minimum
-  magnitude: the change point with the smallest ``|mean after - mean before|`` (adjacent segments) is
-  dropped while that is below the metric's minimum effect. The verdict follows the latest change point:
-  regression/improvement by the metric's direction. Its effect is ``mean(after) - mean(before)`` with a
-  t interval whose standard error respects the grouping (seeds within nights)::
+  (:mod:`genbench_tasks.scoring.changepoint`, ``max_pvalue`` = 0.008 per night it runs; with ``permute="auto"``
+  whole nights are permuted instead when an F test finds the night means varying more than their seeds
+  explain), then Hunter's merge step: while a change point's adjacent-segment difference is below the
+  metric's minimum effect, or its t test has p > ``max_pvalue`` (error: the seeds', or ``v`` below when
+  an F test finds night effects at p <= 0.05), the weakest is dropped. The verdict follows the latest change point: regression/improvement by the
+  metric's direction. Its effect is ``mean(after) - mean(before)`` with a t interval whose standard error
+  respects the grouping (seeds within nights)::
 
       v = max(s_w^2 / S, s_m^2)        SE = sqrt(v * (1/n_before + 1/n_after))
 
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -76,24 +78,28 @@ __all__ = [
 VerdictName = Literal["regression", "improvement", "no change", "inconclusive", "insufficient data"]
 StabilityName = Literal["variance increase", "no change", "insufficient data"]
 SCHEMA = "genbench.verdicts/1"
+NIGHT_EFFECT_PRETEST = 0.05
 RUNS_SHOWN = 5
 
 
 class DetectConfig(BaseModel):
     """Settings of :func:`detect` (defaults calibrated by ``benchmarks/bench_detection.py``)."""
 
-    max_pvalue: float = 0.005
+    max_pvalue: float = 0.008
     permutations: int = 999
     energy_exponent: float = 1.0
     kappa_search: bool = False
-    permute: Literal["replicates", "nights"] = "replicates"
+    #: unit the permutation test exchanges; "auto": seeds, or whole nights when the nights vary more than
+    #: their seeds explain (F test of night means within segments, p <= night_effect_pvalue)
+    permute: Literal["auto", "replicates", "nights"] = "auto"
+    night_effect_pvalue: float = 0.01
     window: int = 60
     min_nights: int = 3
     mde_nights: int = 5
     alpha: float = 0.05
     power: float = 0.8
     confidence: float = 0.95
-    stability_pvalue: float = 0.001
+    stability_pvalue: float = 0.0005
     #: None: detect per series; True/False: force
     deterministic: bool | None = None
     #: absolute minimum effect per metric, merged over ``scoring.stats.DEFAULT_MIN_EFFECT``
@@ -277,6 +283,20 @@ def _night_mean_variance(values: Sequence[np.ndarray], cuts: Sequence[int]) -> t
     return s_m2, float(df_m), s_w2
 
 
+def _night_effect_p(values: Sequence[np.ndarray], cuts: Sequence[int]) -> float | None:
+    """One-sided F test of night means around their segment means against the seeds' variance / S."""
+    s_w2, df_w = _within(values)
+    means = np.array([v.mean() for v in values])
+    ss = sum(
+        float(((means[a:b] - means[a:b].mean()) ** 2).sum()) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    )
+    df_m = sum(max(0, b - a - 1) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+    if not (df_w and df_m) or s_w2 <= 0:
+        return None
+    seeds = float(np.mean([len(v) for v in values]))
+    return float(sps.f.sf((ss / df_m) / (s_w2 / seeds), df_m, df_w))
+
+
 def _segment(s: Series, a: int, b: int, nearest_last: bool) -> Segment:
     vals = np.concatenate(s.values[a:b])
     runs = [r for r in dict.fromkeys(s.runs[a:b]) if r] if s.runs else []
@@ -365,18 +385,33 @@ def stability(s: Series, cfg: DetectConfig) -> Stability:
 
 
 # ----------------------------------------------------------------------------------------- change points
-def _drop_small(cps: list[int], means_of: callable, min_effect: float | None) -> list[int]:
-    """Hunter's merge on magnitude: drop the smallest adjacent-segment difference while < min_effect."""
+def _merge(
+    cps: list[int], values: Sequence[np.ndarray], means_of: Callable, min_effect: float | None, max_p: float
+) -> list[int]:
+    """Hunter's merge step: while some change point has an adjacent-segment difference below the minimum
+    effect, or a t test of it above ``max_p``, drop the weakest one (largest p) and recompute. The t test's
+    error is the seeds' (``s_w^2/S``) unless the night means vary more than that (F test p <=
+    :data:`NIGHT_EFFECT_PRETEST`), then the grouping-respecting ``v`` of the module docstring."""
     cps = sorted(cps)
-    while cps and min_effect is not None:
-        cuts = [0, *cps, None]
-        effects = [
-            abs(means_of(cuts[i + 1], cuts[i + 2]) - means_of(cuts[i], cuts[i + 1])) for i in range(len(cps))
-        ]
-        i = int(np.argmin(effects))
-        if effects[i] >= min_effect:
+    n = len(values)
+    while cps:
+        cuts = [0, *cps, n]
+        v, df, s_w2 = _night_mean_variance(values, cuts)
+        p_night = _night_effect_p(values, cuts)
+        if p_night is None or p_night > NIGHT_EFFECT_PRETEST:  # no evidence of night effects: seeds' error
+            v, df = s_w2 / float(np.mean([len(x) for x in values])), float(_within(values)[1])
+        worst, worst_p = None, -1.0
+        for i in range(len(cps)):
+            a, c, b = cuts[i], cuts[i + 1], cuts[i + 2]
+            eff = means_of(c, b) - means_of(a, c)
+            se = math.sqrt(v * (1 / (c - a) + 1 / (b - c))) if math.isfinite(v) and df > 0 else math.nan
+            p = float(2 * sps.t.sf(abs(eff) / se, df)) if se > 0 else (0.0 if eff else 1.0)
+            small = min_effect is not None and abs(eff) < min_effect
+            if (small or p > max_p) and (2.0 if small else p) > worst_p:
+                worst, worst_p = i, 2.0 if small else p
+        if worst is None:
             break
-        del cps[i]
+        del cps[worst]
     return cps
 
 
@@ -412,15 +447,6 @@ def detect_series(s: Series, cfg: DetectConfig) -> HistoryVerdict:
             stability=Stability(verdict="insufficient data"),
             notes=notes,
         )
-    found = e_divisive(
-        s.values,
-        alpha=cfg.energy_exponent,
-        max_pvalue=cfg.max_pvalue,
-        permutations=cfg.permutations,
-        kappa_search=cfg.kappa_search,
-        permute=cfg.permute,
-        seed=_seed_for(cfg, s.version, s.family, s.metric),
-    )
     flat_means = [float(v.mean()) for v in s.values]
     counts = [len(v) for v in s.values]
 
@@ -428,10 +454,32 @@ def detect_series(s: Series, cfg: DetectConfig) -> HistoryVerdict:
         sl = slice(a, b)
         return float(np.dot(flat_means[sl], counts[sl]) / np.sum(counts[sl]))
 
-    p_of = {c.index: c.p_value for c in found}
-    cps = _drop_small([c.index for c in found], means_of, min_effect)
-    if len(cps) < len(found):
-        notes.append(f"{len(found) - len(cps)} significant change(s) smaller than the minimum effect dropped")
+    def search(permute: str) -> tuple[list[int], dict[int, float], int, list[int]]:
+        found = e_divisive(
+            s.values,
+            alpha=cfg.energy_exponent,
+            max_pvalue=cfg.max_pvalue,
+            permutations=cfg.permutations,
+            kappa_search=cfg.kappa_search,
+            permute=permute,
+            seed=_seed_for(cfg, s.version, s.family, s.metric),
+        )
+        kept = _merge([c.index for c in found], s.values, means_of, min_effect, cfg.max_pvalue)
+        return kept, {c.index: c.p_value for c in found}, len(found) - len(kept), [c.index for c in found]
+
+    cps, p_of, dropped, found = search("replicates" if cfg.permute == "auto" else cfg.permute)
+    if cfg.permute == "auto":
+        p_night = _night_effect_p(s.values, [0, *found, n])  # around every significant change, even small
+        if p_night is not None and p_night <= cfg.night_effect_pvalue:
+            cps, p_of, dropped, _ = search("nights")
+            notes.append(
+                f"nights vary more than their seeds explain (F test p={p_night:.2g}): whole nights permuted"
+            )
+    if dropped:
+        notes.append(
+            f"{dropped} change point(s) dropped: smaller than the minimum effect or not significant by a t test "
+            "whose error includes night-to-night variation"
+        )
     cuts = [0, *cps, n]
     v, df, s_w2 = _night_mean_variance(s.values, cuts)
     z = float(sps.norm.isf(cfg.max_pvalue / 2 / max(1, n - 1)) + sps.norm.ppf(cfg.power))
