@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "check_config",
     "eval",
     "aggregate",
+    "detect",
     "publish",
     "demo",
     "up",

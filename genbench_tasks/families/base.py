@@ -45,6 +45,8 @@ class TaskFamily(BaseModel):
     builder: Callable[[int, int], list[Example]] | None  # None: loaded, not generated (e.g. HumanEval)
     scorer: Callable[[str, str, dict | None], Score]
     splits: tuple[str, ...] = ("train", "val", "test")
+    #: metric keys (``RunMetrics.flat()``) that regression detection tests; the others are descriptive
+    primary_metrics: tuple[str, ...] = ("success_rate", "reward_mean")
 
     def build(self, seed: int, size: int) -> list[Example]:
         if self.builder is None:

@@ -325,58 +325,56 @@ def collect(plan: RunPlan, cell_plan: CellPlan) -> dict:
     return {"missing": missing}
 
 
-def previous_nightly(plan: RunPlan) -> Path | None:
-    """The newest earlier run of the same profile with a summary (the baseline for "previous nightly")."""
-    best: tuple[str, Path] | None = None
-    for manifest_path in (Path(plan.rundir).parent).glob("*/manifest.json"):
-        rundir = manifest_path.parent
-        if rundir.resolve() == Path(plan.rundir).resolve() or not (rundir / "summary.json").is_file():
-            continue
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if manifest.get("profile") != plan.profile_name or manifest.get("status") not in (
-            "success",
-            "partial",
-        ):
-            continue
-        started = str(manifest.get("started", ""))
-        if best is None or started > best[0]:
-            best = (started, rundir)
-    return best[1] if best else None
+def work_dir(plan: RunPlan) -> Path:
+    """The nightly's work directory (holds runs/, cells/ and history/)."""
+    return Path(plan.cells_dir).parent
+
+
+VERDICTS_NAME = "verdicts.json"
 
 
 def detect_regressions(plan: RunPlan) -> dict:
-    """After aggregation: compare every version against the baseline version of this run, and each
-    version against the same version in the previous nightly. Writes comparison.json."""
-    from genbench_tasks.evaluation.compare import (
-        COMPARISON_NAME,
-        compare_runs,
-        compare_versions,
-        labels_of,
-        write_comparisons,
+    """After aggregation: add this run to the history (``<work_dir>/history/``, rebuilt from the local runs
+    if missing), detect changes over it for this run's versions (change points per version, stability, every
+    version vs the baseline since the last change of either side) and write ``verdicts.json``. Tonight's
+    version-vs-baseline comparison (single night, with item-level tests) stays in comparison.json as
+    descriptive detail."""
+    from genbench_tasks.evaluation.compare import COMPARISON_NAME, compare_versions, write_comparisons
+    from genbench_tasks.evaluation.history import (
+        default_history_dir,
+        read_history,
+        rebuild_history,
+        record_run,
+        series_from_history,
     )
+    from genbench_tasks.scoring.detection import detect
 
     rundir = Path(plan.rundir)
-    rows = list(compare_versions(rundir, baseline=plan.baseline_version))
-    previous = previous_nightly(plan)
-    if previous is not None:
-        earlier = set(labels_of(previous))
-        for version in plan.verl_versions:
-            if version in earlier and version in labels_of(rundir):
-                rows += compare_runs(rundir, previous, candidate=version, baseline=version).rows
-        log.info("compared against the previous nightly %s", previous.name)
+    compare_versions(rundir, baseline=plan.baseline_version)
     if not (rundir / COMPARISON_NAME).is_file():
-        log.warning(
-            "nothing to compare: one verl version and no previous nightly of profile %s", plan.profile_name
-        )
         write_comparisons(rundir / COMPARISON_NAME, [])
-    verdicts: dict[str, int] = {}
-    for row in rows:
-        verdicts[row.verdict] = verdicts.get(row.verdict, 0) + 1
-    write_run_manifest(plan, verdicts=verdicts, previous_nightly=previous.name if previous else None)
-    return {"verdicts": verdicts, "previous_nightly": previous.name if previous else None}
+    history = default_history_dir(work_dir(plan))
+    if not history.is_dir():
+        log.warning(
+            "history %s missing: rebuilding it from the run directories in %s", history, rundir.parent
+        )
+        rebuild_history(rundir.parent, history)
+    if not record_run(rundir, history):
+        log.warning("run %s has no results: nothing added to the history", plan.run_name)
+        write_run_manifest(plan, verdicts={})
+        return {"verdicts": {}, "history": str(history)}
+    df = read_history(history)
+    df = df[(df["profile"] == plan.profile_name) & df["version"].isin(plan.verl_versions)]
+    series, notes = series_from_history(df)
+    result = detect(series, baseline=plan.baseline_version, trends=True)
+    result.warnings[:0] = notes
+    (rundir / VERDICTS_NAME).write_text(result.model_dump_json(by_alias=True, indent=1) + "\n")
+    counts: dict[str, int] = {}
+    for v in [*result.verdicts, *result.versus_baseline]:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    write_run_manifest(plan, verdicts=counts)
+    log.info("verdicts over %d night(s) of history: %s", df["night"].nunique(), counts)
+    return {"verdicts": counts, "history": str(history)}
 
 
 def mark_finished(plan: RunPlan, status: str) -> None:

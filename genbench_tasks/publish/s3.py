@@ -7,6 +7,7 @@ Layout under ``s3://bucket/<prefix>``::
     index.json                          every published run: date, run_id, status, headline numbers, verdicts
     latest/report.html|summary.json|run.json   newest run (report with <base> pointing at its run prefix)
     index.html                          history page
+    history/<run_key>.jsonl             the run's rows of the per-version history (evaluation/history.py)
 
 Every object is uploaded with ``ChecksumAlgorithm=SHA256`` (multipart above a threshold) and verified against
 S3's checksum (full-object SHA-256, or the composite of part SHA-256s for multipart uploads); where the store
@@ -466,6 +467,7 @@ class PublishResult(BaseModel):
     index_uri: str
     history_uri: str
     latest_uri: str | None
+    history_rows_uri: str | None = None  # history/<run_key>.jsonl, when the run has history rows
     report_url: str | None = None  # presigned
     objects: int
     bytes: int
@@ -512,6 +514,7 @@ def publish_run(
     ``verify="readback"`` re-downloads every object instead of trusting S3's checksum. ``on_object`` is
     called with each relative key after it is stored and verified (progress, tests).
     """
+    from genbench_tasks.evaluation.history import HISTORY_DIR, RUN_HISTORY_NAME
     from genbench_tasks.report import index_entry, load_run, render_history, render_run_report
     from genbench_tasks.report.data import IndexEntry
 
@@ -598,7 +601,15 @@ def publish_run(
     body = manifest.model_dump_json(by_alias=True, indent=1).encode()
     _put_verified(store, bucket, run_prefix, "published.json", body, verify)
 
-    # 4. index.json (compare-and-swap), 5. latest/ (only when this is the newest run), 6. history page
+    # 4. the run's history rows next to the reports (rewriting them is idempotent)
+    history_rows_uri = None
+    rows_file = root / RUN_HISTORY_NAME
+    if rows_file.is_file():
+        history_dir = dest.join(HISTORY_DIR)
+        _put_verified(store, bucket, history_dir, f"{run.run_key}.jsonl", rows_file.read_bytes(), verify)
+        history_rows_uri = str(history_dir.join(f"{run.run_key}.jsonl"))
+
+    # 5. index.json (compare-and-swap), 6. latest/ (only when this is the newest run), 7. history page
     entry = index_entry(run, published_at=published_at)
     runs = _update_index(store, dest, entry)
     newest = max(runs, key=IndexEntry.order_key)
@@ -642,6 +653,7 @@ def publish_run(
         index_uri=str(dest.join("index.json")),
         history_uri=str(dest.join("index.html")),
         latest_uri=latest_uri,
+        history_rows_uri=history_rows_uri,
         report_url=report_url,
         objects=len(objects) + 1,
         bytes=sum(o.size for o in objects) + len(body),

@@ -179,6 +179,8 @@ class RunData(BaseModel):
     curves: dict[str, dict[str, list[tuple[float, float]]]] = Field(default_factory=dict)
     samples: list[SampleLink] = Field(default_factory=list)
     datasets: list[dict[str, Any]] = Field(default_factory=list)
+    #: verdicts.json (``scoring.detection.Detection``); None when absent or unreadable
+    verdicts: Any = None
 
     @property
     def run_id(self) -> str:
@@ -199,7 +201,8 @@ class RunData(BaseModel):
 
     def verdict_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for row in self.comparison:
+        rows = [*self.verdicts.verdicts, *self.verdicts.versus_baseline] if self.verdicts else self.comparison
+        for row in rows:
             counts[row.verdict] = counts.get(row.verdict, 0) + 1
         if not counts and isinstance(self.manifest.get("verdicts"), Mapping):
             counts = {str(k): int(v) for k, v in self.manifest["verdicts"].items()}
@@ -459,6 +462,14 @@ def load_run(rundir: str | Path) -> RunData:
                     size=path.stat().st_size,
                 )
             )
+    verdicts = None
+    if (root / "verdicts.json").is_file():
+        from genbench_tasks.scoring.detection import Detection
+
+        try:
+            verdicts = Detection.model_validate_json((root / "verdicts.json").read_text())
+        except ValueError as exc:
+            log.warning("unreadable %s: %s", root / "verdicts.json", str(exc).splitlines()[0])
     datasets_raw = _read_json(root / "data" / "datasets.json")
     datasets = []
     if isinstance(datasets_raw, Mapping) and isinstance(datasets_raw.get("datasets"), list):
@@ -474,6 +485,7 @@ def load_run(rundir: str | Path) -> RunData:
         curves=curves,
         samples=samples,
         datasets=datasets,
+        verdicts=verdicts,
     )
 
 
@@ -550,11 +562,19 @@ def index_entry(run: RunData, *, published_at: str | None = None) -> IndexEntry:
     """The ``index.json`` entry of a run (paths relative to the publish prefix)."""
     m = run.manifest
     headline, gap = headline_from_summary(run.summary) if run.summary else ({}, {})
-    regressions = [
-        f"{r.family}/{metric_label(r.metric)}" + (f" @ {r.candidate}" if r.candidate else "")
-        for r in run.comparison
-        if r.verdict == "regression"
-    ]
+    if run.verdicts is not None:
+        regressions = [
+            f"{r.family}/{metric_label(r.metric)} @ {r.version}"
+            + (f" since {r.change_night}" if getattr(r, "change_night", None) else f" vs {r.baseline}")
+            for r in [*run.verdicts.verdicts, *run.verdicts.versus_baseline]
+            if r.verdict == "regression"
+        ]
+    else:
+        regressions = [
+            f"{r.family}/{metric_label(r.metric)}" + (f" @ {r.candidate}" if r.candidate else "")
+            for r in run.comparison
+            if r.verdict == "regression"
+        ]
     base = f"runs/{run.run_key}"
     return IndexEntry(
         run_key=run.run_key,

@@ -32,6 +32,7 @@ tbody tr:nth-child(even){background:#fafbfc}
 white-space:nowrap;border:1px solid transparent}
 .v-regression,.s-failed,.s-failed-validation,.s-error,.vs-variance-increase{background:#fde2e1;color:#9b1c1c;border-color:#f5b5b2}
 .v-improvement,.s-passed,.s-success,.s-succeeded{background:#dcf5e3;color:#176437;border-color:#a9e0bb}
+.v-inconclusive{background:#e8eefc;color:#1f3f8f;border-color:#b9c9f0}
 .v-no-change,.vs-no-change{background:#eef0f3;color:#4a5160;border-color:#d9dde3}
 .v-insufficient-data,.vs-insufficient-data,.s-partial,.s-running,.s-unknown{background:#fff4d6;color:#7a5400;
 border-color:#f1d690}

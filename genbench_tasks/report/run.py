@@ -16,7 +16,8 @@ from genbench_tasks.report.data import (
 from genbench_tasks.report.html import badge, e, fmt, fmt_p, page, stat_cell, table
 from genbench_tasks.report.svg import BarGroup, Series, bar_chart, line_chart
 
-VERDICT_ORDER = ("regression", "improvement", "no change", "insufficient data")
+VERDICT_ORDER = ("regression", "improvement", "inconclusive", "no change", "insufficient data")
+MAX_TREND_CHARTS = 12
 
 
 def _header(run: RunData, history_href: str | None) -> str:
@@ -37,13 +38,18 @@ def _header(run: RunData, history_href: str | None) -> str:
     links = [("manifest.json", "manifest.json")]
     if run.summary_raw is not None:
         links.append(("summary.json", "summary.json"))
+    if run.verdicts is not None:
+        links.append(("verdicts.json", "verdicts.json"))
+    if (run.root / "history.jsonl").is_file():
+        links.append(("history rows", "history.jsonl"))
     if (run.root / "comparison.json").is_file():
         links.append(("comparison.json", "comparison.json"))
     links.append(("published objects", "published.json"))
     if history_href:
         links.insert(0, ("history of all runs", history_href))
     toc = [
-        ("#regressions", "Regression check"),
+        ("#verdicts", "Verdicts"),
+        ("#regressions", "Tonight vs baseline"),
         ("#gap", "Generalization gap"),
         ("#tables", "Study tables"),
         ("#training", "Training reward"),
@@ -78,8 +84,145 @@ def _warnings(run: RunData) -> str:
     )
 
 
+def _interval(iv) -> str:
+    if iv is None:
+        return "–"
+    ci = f" [{fmt(iv.low)}, {fmt(iv.high)}]" if iv.low is not None and iv.high is not None else ""
+    return f"{fmt(iv.estimate)}{ci}"
+
+
+def _trend_chart(v) -> str:
+    """Night means ± seed std of one series, the change night (and a variance change) marked."""
+    index = {p.night: float(i) for i, p in enumerate(v.trend)}
+    series = Series(
+        name=f"{v.version}",
+        points=[(index[p.night], p.mean) for p in v.trend],
+        band=[(index[p.night], p.mean - p.std, p.mean + p.std) for p in v.trend if p.std is not None],
+        markers=True,
+    )
+    marks = [(index[v.change_night], f"change {v.change_night}")] if v.change_night in index else []
+    if v.stability.change_night in index:
+        marks.append((index[v.stability.change_night], "variance"))
+    return line_chart(
+        [series],
+        title=f"{v.family}: {metric_label(v.metric)} @ {v.version} ({v.verdict})",
+        x_ticks=[(i, p.night[5:]) for p, i in ((p, index[p.night]) for p in v.trend)],
+        x_marks=marks,
+        y_label=metric_label(v.metric),
+        width=420,
+        height=220,
+    )
+
+
+def _verdicts(run: RunData) -> str:
+    out = ['<h2 id="verdicts">Verdicts over the nightly history</h2>']
+    det = run.verdicts
+    if det is None:
+        return out[0] + '<p class="muted">No verdicts.json (the run did not reach detection).</p>'
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    rows = sorted(det.verdicts, key=lambda v: (rank.get(v.verdict, 9), v.family, v.version, v.metric))
+    counts = {v: sum(r.verdict == v for r in [*det.verdicts, *det.versus_baseline]) for v in VERDICT_ORDER}
+    out.append(
+        f"<p>Latest night <b>{e(det.latest_night or '–')}</b>; change points by E-divisive means with a "
+        f"permutation test (p &le; {e(det.config.max_pvalue)}) and the metric's minimum effect; MDE: the "
+        f"smallest step found with {e(int(det.config.power * 100))}% power after {e(det.config.mde_nights)} "
+        "nights. "
+        + " ".join(f"{badge(v, 'v')} <b>{n}</b>&nbsp;&nbsp;" for v, n in counts.items() if n)
+        + "</p>"
+    )
+    if det.warnings:
+        out.append(
+            '<div class="warn small"><ul>' + "".join(f"<li>{e(w)}</li>" for w in det.warnings) + "</ul></div>"
+        )
+    body = []
+    for v in rows:
+        stab = badge(v.stability.verdict, "vs")
+        if v.stability.sd_ratio is not None:
+            stab += f'<span class="ci">sd ×{e(_interval(v.stability.sd_ratio))}</span>'
+        before = f"{v.before.first_night}…{v.before.last_night}" if v.before else ""
+        runs = ", ".join((v.before.runs[-1:] if v.before else []) + (v.after.runs[:1] if v.after else []))
+        body.append(
+            f'<tr class="row-{e(v.verdict.replace(" ", "-"))}"><td class="l nw">{e(v.version)}</td>'
+            f'<td class="l">{e(v.family)}</td><td class="l nw">{e(metric_label(v.metric))}</td>'
+            f'<td class="l">{badge(v.verdict, "v")}</td><td class="l nw">{e(v.change_night or "–")}'
+            + (f'<span class="ci">after {e(before)}; {e(runs)}</span>' if v.change_night else "")
+            + f'</td><td class="stat">{e(_interval(v.effect))}</td><td>{e(fmt(v.mde))}</td>'
+            f"<td>{e(fmt(v.min_effect))}</td><td>{e(v.seeds_needed if v.seeds_needed is not None else '–')}</td>"
+            f'<td>{e(v.nights)}</td><td class="l">{stab}</td>'
+            f'<td class="l small">{e("; ".join(v.notes))}</td></tr>'
+        )
+    out.append(
+        table(
+            [
+                ("version", True),
+                ("family", True),
+                ("metric", True),
+                ("verdict", True),
+                ("change night", True),
+                ("effect [CI]", False),
+                ("MDE", False),
+                ("min effect", False),
+                ("seeds needed", False),
+                ("nights", False),
+                ("stability", True),
+                ("notes", True),
+            ],
+            body,
+            "verdicts",
+        )
+    )
+    if det.versus_baseline:
+        vb = sorted(
+            det.versus_baseline, key=lambda v: (rank.get(v.verdict, 9), v.family, v.version, v.metric)
+        )
+        body = [
+            f'<tr class="row-{e(v.verdict.replace(" ", "-"))}"><td class="l nw">{e(v.version)} vs {e(v.baseline)}</td>'
+            f'<td class="l">{e(v.family)}</td><td class="l nw">{e(metric_label(v.metric))}</td>'
+            f'<td class="l">{badge(v.verdict, "v")}</td><td class="l nw">{e(v.since_night or "all")}</td>'
+            f'<td>{e(v.nights)}</td><td class="stat">{e(_interval(v.effect))}</td>'
+            f"<td>{e(fmt_p(v.p_value))}</td><td>{e(fmt_p(v.p_adjusted))}</td><td>{e(fmt(v.mde))}</td>"
+            f"<td>{e(v.seeds_needed if v.seeds_needed is not None else '–')}</td></tr>"
+            for v in vb
+        ]
+        out.append(
+            '<h3 id="versus-baseline">Versions vs baseline, pooled since the last change of either '
+            "(Benjamini–Hochberg over versions × families × metrics)</h3>"
+        )
+        out.append(
+            table(
+                [
+                    ("versions", True),
+                    ("family", True),
+                    ("metric", True),
+                    ("verdict", True),
+                    ("since", True),
+                    ("nights", False),
+                    ("effect [CI]", False),
+                    ("p", False),
+                    ("p adj.", False),
+                    ("MDE", False),
+                    ("seeds needed", False),
+                ],
+                body,
+                "versus-baseline",
+            )
+        )
+    flagged = [v for v in rows if v.trend and (v.change_night or v.stability.verdict == "variance increase")]
+    others = [v for v in rows if v.trend and v not in flagged]
+    shown = (flagged + others)[:MAX_TREND_CHARTS]
+    if shown:
+        out.append(
+            '<div class="charts">'
+            + "".join(f'<div class="chart-box">{_trend_chart(v)}</div>' for v in shown)
+            + "</div>"
+        )
+    return "".join(out)
+
+
 def _regressions(rows: list[ComparisonView], warnings: list[str]) -> str:
-    out = ['<h2 id="regressions">Regression check</h2>']
+    out = [
+        '<h2 id="regressions">Tonight vs baseline (single night; descriptive, the verdicts are above)</h2>'
+    ]
     if warnings:
         out.append(
             '<div class="warn small"><ul>' + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul></div>"
@@ -309,6 +452,7 @@ def render_run_report(
         [
             _header(run, history_href),
             _warnings(run),
+            _verdicts(run),
             _regressions(run.comparison, run.comparison_warnings),
             _gap(run),
             _tables(run),

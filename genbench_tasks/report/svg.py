@@ -156,8 +156,10 @@ def line_chart(
     y_label: str = "",
     x_ticks: Sequence[tuple[float, str]] | None = None,
     y_range: tuple[float | None, float | None] = (None, None),
+    x_marks: Sequence[tuple[float, str]] = (),
 ) -> str:
-    """A line chart: one ``<path>`` per series, bands as filled ``<path>``; ``x_ticks`` = (x, label)."""
+    """A line chart: one ``<path>`` per series, bands as filled ``<path>``; ``x_ticks`` = (x, label);
+    ``x_marks`` = (x, label): a labelled vertical dashed line each (e.g. a change night)."""
     colored = [
         s.model_copy(update={"color": s.color or PALETTE[i % len(PALETTE)]}) for i, s in enumerate(series)
     ]
@@ -196,6 +198,13 @@ def line_chart(
         out.append(
             f'<text x="{f.left + f.pw / 2:.1f}" y="{height - 4}" text-anchor="middle" font-size="10" '
             f'fill="#555">{escape(x_label)}</text>'
+        )
+    for xv, label in x_marks:
+        x = f.x(xv)
+        out.append(
+            f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{f.top}" y2="{f.top + f.ph:.1f}" stroke="#9b1c1c" '
+            f'stroke-width="1.2" stroke-dasharray="3 2"/>'
+            f'<text x="{x + 3:.1f}" y="{f.top + 10}" font-size="10" fill="#9b1c1c">{escape(label)}</text>'
         )
     for s in colored:
         band = [b for b in s.band if all(math.isfinite(v) for v in b)]
