@@ -25,7 +25,10 @@ _SCRIPT = Path(sys.executable).with_name("genbench")
 GENBENCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "genbench_tasks.cli"]
 TINY = {
     "name": "tiny",
-    "data": {"families": ["rewriting"], "sizes": {"rewriting": {"train": 8, "val": 0, "test": 4}}},
+    "data": {
+        "families": ["rewriting", "code_generation"],
+        "sizes": {"rewriting": {"train": 8, "val": 0, "test": 4}, "code_generation": {"test": 4}},
+    },
 }
 
 
@@ -98,7 +101,7 @@ def test_build_with_validation(tmp_path: Path) -> None:
     assert "validation: passed" in result.stdout
     assert json.loads((out / "validation" / "validation_report.json").read_text())["success"] is True
     assert (out / "validation" / "html" / "index.html").is_file()
-    assert len(json.loads((out / MANIFEST_NAME).read_text())["datasets"]) == 4
+    assert len(json.loads((out / MANIFEST_NAME).read_text())["datasets"]) == 6
 
 
 def test_build_no_validate_and_seed_override(tmp_path: Path) -> None:
@@ -221,7 +224,7 @@ def test_validate_failure_exits_1_with_summary(data_copy: Path, capsys) -> None:
     out, err = capsys.readouterr()
     assert code == 1
     assert json.loads(out) == {"success": False, "report": str(data_copy / "rep" / "validation_report.json")}
-    assert "validation FAILED: 3/4 datasets valid" in err
+    assert "validation FAILED: 5/6 datasets valid" in err
     assert "rewriting/test: expect_column_values_to_be_in_set [data_source]" in err
     errors = [line for line in err.splitlines() if line.startswith("genbench: error:")]
     assert len(errors) == 1 and "genbench/other" in errors[0] and "rewriting/test" in errors[0]

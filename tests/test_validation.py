@@ -70,9 +70,8 @@ def subset(
         else:
             shutil.copyfile(src / entry.path, target)
         entries.append(entry)
-    out = DatasetManifest(
-        profile=manifest.profile, seed=manifest.seed, families=manifest.families, datasets=entries
-    )
+    families = [f for f in manifest.families if any(e.family == f for e in entries)]
+    out = DatasetManifest(profile=manifest.profile, seed=manifest.seed, families=families, datasets=entries)
     (dst / MANIFEST_NAME).write_text(out.model_dump_json(indent=2))
     return dst
 
@@ -105,7 +104,14 @@ def test_good_data_passes(built: Path) -> None:
     assert report.success, report.summary()
     assert len(report.datasets) == 2 * 6 and report.html_dir is None
     assert all(d.success and d.expectations_evaluated > 10 for d in report.datasets)
-    assert {c.name for c in report.cross_checks} == {"heldout_prompt_leak", "ngram_contamination"}
+    assert [c.name for c in report.cross_checks] == [
+        "heldout_prompt_leak",
+        "ngram_contamination",
+        "near_duplicates",
+        "ids_unique_across_splits",
+        "heldout_family_present",
+    ]
+    assert report.sandbox  # the 6 code_generation reference solutions ran, and the report says where
     assert report.report_path == built / "validation" / "validation_report.json"
     on_disk = json.loads(report.report_path.read_text())
     assert on_disk["success"] is True and len(on_disk["datasets"]) == 12
@@ -117,7 +123,7 @@ def test_good_data_passes(built: Path) -> None:
 
 
 def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
-    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test.sft"])
+    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test", "code_generation/test.sft"])
     report = validate_dataset_dir(data, report_dir=tmp_path / "report")
     assert report.success and report.report_path == tmp_path / "report" / "validation_report.json"
     assert ValidationReport.model_validate_json(report.report_path.read_text()) == report
@@ -125,7 +131,11 @@ def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
     index = (report.html_dir / "index.html").read_text()
     assert "rewriting.train" in index and "code_generation.test.sft" in index
     pages = sorted(p.name for p in (report.html_dir / "validations").rglob("*.html"))
-    assert pages == ["genbench-code_generation.test.sft.html", "genbench-rewriting.train.html"]
+    assert pages == [
+        "genbench-code_generation.test.html",
+        "genbench-code_generation.test.sft.html",
+        "genbench-rewriting.train.html",
+    ]
     page = (report.html_dir / "expectations/rewriting/train.html").read_text()
     assert "prompt_text" in page and "ground_truth" in page
     assert f"data docs: {report.html_dir / 'index.html'}" in report.summary()
