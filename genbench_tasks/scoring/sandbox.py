@@ -1260,8 +1260,19 @@ def _remove_tree(path: str) -> None:
         _warn(f"sandbox working directory {path} could not be removed", once=False)
 
 
+_last_isolation = ""
+
+
+def last_isolation() -> str:
+    """What confined the most recent sample in this process ("" before any ran)."""
+    return _last_isolation
+
+
 def _note_isolation(isolation: str) -> None:
     """Log, once per distinct value, what confined the candidates (the mode that actually ran)."""
+    global _last_isolation
+    if isolation:
+        _last_isolation = isolation
     if isolation and f"isolation:{isolation}" not in _warned:
         _warned.add(f"isolation:{isolation}")
         log.info("sandbox isolation: %s", isolation)
