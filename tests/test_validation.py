@@ -513,6 +513,9 @@ ROW_CASES = {
     "ground truth a JSON list": (HELDOUT, _ground_truth(lambda g: [g]), "code_ground_truth_is_valid", "not list"),
     "test with a syntax error": (HELDOUT, _ground_truth(lambda g: {**g, "test": g["test"].replace("):", ")", 1)}),
                                  "code_ground_truth_is_valid", "test does not compile"),
+    "test that never calls the candidate": (
+        HELDOUT, _ground_truth(lambda g: {**g, "test": "def check(candidate):\n    assert True\n"}),
+        "code_ground_truth_is_valid", "every solution would pass"),
     "test without check": (HELDOUT, _ground_truth(lambda g: {**g, "test": "def verify(candidate):\n    pass\n"}),
                            "code_ground_truth_is_valid", "defines no check"),
     "reference fails its own test": (HELDOUT, _reference(lambda r: r.replace("return ", "return None and ", 1)),
@@ -571,6 +574,8 @@ LEAK_DISGUISES = {
     "punctuation spacing": lambda p: p.replace("(", " ( ").replace(")", " ) ").replace(".", " .").replace("`", " ` "),
     "punctuation dropped": lambda p: p.replace("`", "").replace(".", ""),
     "full-width letters (NFKC)": lambda p: p.replace("Write", "Ｗｒｉｔｅ").replace("function", "ｆｕｎｃｔｉｏｎ"),
+    "zero-width characters": lambda p: p.replace("Python", "Py\u200bthon").replace("function", "func\u00adtion"),
+    "case and spacing": lambda p: "  " + p.upper().replace(" ", " \n "),
 }  # fmt: skip
 
 
@@ -596,6 +601,16 @@ def test_heldout_prompt_in_an_earlier_user_turn_is_a_leak(built: Path, tmp_path:
     assert not leak.success and leak.sample_offending_rows[0]["training_dataset"] == TRAIN
 
 
+def test_heldout_prompt_in_a_system_turn_or_answer_is_a_leak(built: Path, tmp_path: Path) -> None:
+    leaked = _heldout_prompt(built)
+    in_system = _messages(lambda m: [{"role": "system", "content": leaked}, m[1]], row=3)
+    in_answer = _reference(lambda r: leaked, row=4)
+    data = subset(built, tmp_path, [TRAIN, HELDOUT], edit={TRAIN: lambda t: in_answer(in_system(t))})
+    report = validate_dataset_dir(data, build_html=False)
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert not leak.success and leak.stats["leaks"] == 1  # one held-out prompt, found twice
+
+
 def test_edited_heldout_prompt_is_a_near_duplicate(built: Path, tmp_path: Path) -> None:
     original = _heldout_prompt(built)
     edited = original.replace("Write a Python", "Please write one Python")  # two words changed or added
@@ -609,6 +624,15 @@ def test_edited_heldout_prompt_is_a_near_duplicate(built: Path, tmp_path: Path) 
     row = near.sample_offending_rows[0]
     assert (row["heldout_dataset"], row["training_dataset"], row["prompt"]) == (HELDOUT, TRAIN, original)
     assert row["jaccard"] >= 0.5 and "near_duplicates" in report.one_line()
+
+
+def test_edited_heldout_prompt_embedded_in_a_longer_prompt(built: Path, tmp_path: Path) -> None:
+    edited = _heldout_prompt(built).replace("Write", "Now write", 1)
+    embedded = f"Rewrite the text. Rule: Remove the last word.\nText: {edited} Thanks"
+    edit = {TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(6, embedded))}
+    report = validate_dataset_dir(subset(built, tmp_path, [TRAIN, HELDOUT], edit=edit), build_html=False)
+    near = next(c for c in report.cross_checks if c.name == "near_duplicates")
+    assert not near.success and near.stats["per_dataset"][HELDOUT]["flagged"] == 1
 
 
 def test_near_duplicate_check_ignores_unrelated_and_counts_fractions() -> None:
@@ -672,6 +696,8 @@ MANIFEST_CASES = {
                                r"datasets\[0\] \(rewriting/train\): field 'rows': Input should be a valid integer"),
     "entry that is not an object": (lambda d: lambda raw: raw["datasets"].append("rl/x.parquet"),
                                     r"malformed manifest \(datasets\[2\]"),
+    "unknown family listed": (lambda d: lambda raw: raw["families"].append("poetry"),
+                              "field 'families': unknown task family 'poetry'"),
     "family listed twice": (lambda d: lambda raw: raw["families"].append("rewriting"), "field 'families' lists"),
 }  # fmt: skip
 

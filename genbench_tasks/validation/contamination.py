@@ -1,10 +1,10 @@
 """Cross-split checks: held-out prompt leaks, GPT-3-style n-gram contamination, MinHash near-duplicates.
 
 Normalisation (all checks): Unicode NFKC (full-width letters, ligatures, compatibility digits fold to their
-plain forms) and case folding. The exact leak check also drops punctuation (Unicode category P, except the
+plain forms), case folding, and invisible format characters (zero-width space, soft hyphen) removed. The exact leak check also drops punctuation (Unicode category P, except the
 operator characters ``* - / % & \\``, so "3 * 4" and "3 - 4" stay different) and other non-math symbols, and
-makes spacing irrelevant: "f(x) ." and "f ( x )." compare equal. Every user turn of a training prompt is
-compared, not only the last.
+makes spacing irrelevant: "f(x) ." and "f ( x )." compare equal. Every user turn of a held-out prompt is
+compared with every turn (any role) and answer of a training item, not only its last user turn.
 
 N-gram check (Brown et al. 2020, appendix C): normalised texts are split into word tokens (`\\w+`, punctuation
 dropped); a held-out item is flagged when any of its n-grams (default n = 13) also occurs in a training text. A
@@ -14,9 +14,10 @@ unflaggable ones (`too_short`) so this stays visible. Exact leaks of short promp
 check, edited copies by the near-duplicate check.
 
 Near-duplicate check: MinHash (datasketch) over word bigrams; held-out prompts go into an LSH index, every
-training turn and answer is queried against it, and each candidate pair is confirmed by its exact Jaccard
-similarity (>= 0.5: one word changed in an 11-word prompt is 0.67). Small edits (a word swapped, inserted or
-dropped) therefore still match, where the exact check needs identity and the 13-gram check needs length.
+training turn and answer is queried against it, and each candidate pair is confirmed exactly: a word-bigram
+Jaccard similarity >= 0.5 (one word changed in an 11-word prompt is 0.67), or >= 80% of a held-out prompt's
+bigrams inside the training text (an edited copy embedded in a longer prompt). Small edits (a word swapped,
+inserted or dropped) therefore still match, where the exact check needs identity and the 13-gram check length.
 
 Efficiency: the hash set is built from the smaller side (held-out n-grams / MinHashes, mapped to their items)
 and the training texts are streamed through it, so memory is O(held-out) and time O(total words).
@@ -35,6 +36,8 @@ WORD_RE = re.compile(r"\w+")
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _KEPT_PUNCTUATION = set("*-/%&\\")
 NEAR_DUPLICATE_JACCARD = 0.5
+NEAR_DUPLICATE_CONTAINMENT = 0.8  # for held-out prompts of >= 5 bigrams, found by the LSH at Jaccard ~0.3
+_LSH_JACCARD = 0.3
 _MINHASH_PERMUTATIONS = 128
 
 
@@ -65,9 +68,20 @@ class _StripTable(dict):
 _STRIP = _StripTable()
 
 
+class _FormatTable(dict):
+    """str.translate table deleting format characters (zero-width space/joiners, soft hyphen, BOM, bidi)."""
+
+    def __missing__(self, cp: int) -> int | None:
+        self[cp] = None if unicodedata.category(chr(cp)) == "Cf" else cp
+        return self[cp]
+
+
+_FORMAT = _FormatTable()
+
+
 def fold(text: str) -> str:
-    """NFKC and case folding, the first step of every comparison."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """NFKC, case folding and no invisible format characters: the first step of every comparison."""
+    return unicodedata.normalize("NFKC", text).translate(_FORMAT).casefold()
 
 
 def normalize_prompt(text: str) -> str:
@@ -85,7 +99,8 @@ def word_ngrams(tokens: list[str], n: int) -> Iterator[tuple[str, ...]]:
 
 
 def heldout_leak_check(training: Iterable[TextItem], heldout: Iterable[TextItem]) -> CrossCheckResult:
-    """Fail when a user turn of a held-out prompt (normalised) is also any user turn of a training prompt."""
+    """Fail when a user turn of a held-out prompt (normalised) is also a text of a training item (any turn of
+    its prompt, or its answer)."""
     seen: dict[str, TextItem] = {}
     n_train = 0
     for item in training:
@@ -214,12 +229,15 @@ def near_duplicate_check(
     batch: int = 2048,
 ) -> CrossCheckResult:
     """Fail when, for some held-out dataset, more than `max_fraction` of its prompts have a training text (a
-    turn or an answer) whose word-bigram Jaccard similarity is >= `threshold` (MinHash LSH, confirmed exactly)."""
+    turn or an answer) whose word-bigram Jaccard similarity is >= `threshold`, or that holds >= 80% of the
+    prompt's bigrams (MinHash LSH candidates, confirmed exactly)."""
     from datasketch import MinHash, MinHashLSH
 
     items = list(heldout)
     sets = [set().union(*(_shingles(t) for t in item.exact_texts())) for item in items]
-    lsh = MinHashLSH(threshold=threshold, num_perm=_MINHASH_PERMUTATIONS, weights=(0.2, 0.8))
+    lsh = MinHashLSH(
+        threshold=min(threshold, _LSH_JACCARD), num_perm=_MINHASH_PERMUTATIONS, weights=(0.2, 0.8)
+    )
     per_ds: dict[str, dict[str, float]] = {}
     indexed = [i for i, shingles in enumerate(sets) if shingles]
     hashes = MinHash.bulk(
@@ -239,8 +257,10 @@ def near_duplicate_check(
         )
         for (train_item, shingles), mh in zip(chunk, found, strict=True):
             for i in lsh.query(mh):
-                similarity = len(sets[i] & shingles) / len(sets[i] | shingles)
-                if similarity >= threshold and similarity > flagged.get(i, (None, -1.0))[1]:
+                shared = len(sets[i] & shingles)
+                similarity = shared / len(sets[i] | shingles)
+                contained = len(sets[i]) >= 5 and shared / len(sets[i]) >= NEAR_DUPLICATE_CONTAINMENT
+                if (similarity >= threshold or contained) and similarity > flagged.get(i, (None, -1.0))[1]:
                     flagged[i] = (train_item, round(similarity, 3))
 
     chunk: list[tuple[TextItem, set[str]]] = []

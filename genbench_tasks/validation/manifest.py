@@ -87,6 +87,11 @@ def _check_families(where: Path, manifest: DatasetManifest) -> None:
     repeated = sorted({f for f in listed if listed.count(f) > 1})
     if repeated:
         raise GenbenchError(f"{where}: field 'families' lists {repeated} more than once")
+    for name in listed:
+        try:
+            get_family(name)
+        except GenbenchError as exc:
+            raise GenbenchError(f"{where}: field 'families': {exc}") from None
     present = {e.family for e in manifest.datasets}  # a listed family may have no rows (all sizes 0)
     unlisted = sorted(present - set(listed))
     if unlisted:

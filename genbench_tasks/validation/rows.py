@@ -213,19 +213,30 @@ def check_rl(name: str, family: TaskFamily, split: str, table: pa.Table) -> RowC
                         checks.add(
                             "text_has_no_control_characters", "prompt", row, id_, f"message {i}: {problem}"
                         )
-                    if m.get("role") in ("user", "assistant"):
-                        turns.append((m["role"], m["content"]))
+                    turns.append((m.get("role"), m["content"]))
         reference = _text(checks, "extra_info.reference", info.get("reference"), row, id_)
         truth = _text(checks, "reward_model.ground_truth", reward.get("ground_truth"), row, id_)
-        user_turns = tuple(text for role, text in turns if role == "user")
-        if user_turns:
-            texts = tuple(text for _, text in turns) + ((reference,) if reference else ())
-            checks.items.append(TextItem(name, id_, texts, user_turns))
+        if any(role == "user" for role, _ in turns):
+            checks.items.append(_item(name, id_, turns, reference, heldout))
         if is_code and truth is not None:
             job = _code_job(checks, truth, reference, row, id_)
             if job is not None:
                 checks.code_jobs.append(CodeJob(row, id_, job))
     return checks
+
+
+def _item(
+    name: str, id_: str, turns: list[tuple[str, str]], reference: str | None, heldout: bool
+) -> TextItem:
+    """Cross-split texts of one row. A held-out item is its user turns (compared exactly) plus its answer; a
+    training item is every turn, system included, plus its answer, and all of them count for exact leaks."""
+    answer = (reference,) if reference else ()
+    if heldout:
+        user = tuple(text for role, text in turns if role == "user")
+        return TextItem(name, id_, user + answer, user)
+    texts = tuple(text for role, text in turns if role != "system") + answer
+    everything = tuple(text for _, text in turns) + answer
+    return TextItem(name, id_, texts, everything)
 
 
 def _code_job(checks: RowChecks, truth: str, reference: str | None, row: int, id_: str):
@@ -249,18 +260,36 @@ def _code_job(checks: RowChecks, truth: str, reference: str | None, row: int, id
                 "code_ground_truth_is_valid", column, row, id_, f"{label} does not compile{where}: {exc}"
             )
             return None
-        if key == "test" and not any(
-            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "check"
-            for node in tree.body
-        ):
-            checks.add("code_ground_truth_is_valid", column, row, id_, "test defines no check(candidate)")
-            return None
+        if key == "test":
+            problem = _check_problem(tree)
+            if problem:
+                checks.add("code_ground_truth_is_valid", column, row, id_, problem)
+                return None
     if reference is None:
         return None
     return code_generation.sandbox_job(reference, gt)
 
 
-def check_sft(name: str, table: pa.Table) -> RowChecks:
+def _check_problem(tree: ast.Module) -> str | None:
+    """The test must define check(candidate) and use its argument (else every solution passes)."""
+    check = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "check"),
+        None,
+    )
+    if check is None:
+        assigned = any(
+            isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "check" for t in n.targets)
+            for n in tree.body
+        )
+        return None if assigned else "test defines no check(candidate)"
+    params = [a.arg for a in check.args.posonlyargs + check.args.args]
+    if not params:
+        return "check() takes no argument, expected check(candidate)"
+    used = any(isinstance(n, ast.Name) and n.id == params[0] for stmt in check.body for n in ast.walk(stmt))
+    return None if used else f"check never uses {params[0]!r}: every solution would pass"
+
+
+def check_sft(name: str, split: str, table: pa.Table) -> RowChecks:
     """Texts of an SFT dataset (prompt and response strings)."""
     checks = RowChecks(name, table.num_rows)
     checks.checks |= {"text_has_no_control_characters", "text_is_not_blank"}
@@ -275,8 +304,7 @@ def check_sft(name: str, table: pa.Table) -> RowChecks:
         prompt = _text(checks, "prompt", prompt, row, label)
         response = _text(checks, "response", response, row, label)
         if prompt is not None:
-            texts = (prompt, response) if response else (prompt,)
-            checks.items.append(TextItem(name, label, texts, (prompt,)))
+            checks.items.append(_item(name, label, [("user", prompt)], response, split != "train"))
     return checks
 
 

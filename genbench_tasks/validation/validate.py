@@ -153,7 +153,7 @@ def validate_dataset_dir(
         elif entry.format == "rl":
             row_checks[entry.name] = check_rl(entry.name, family, entry.split, table)
         else:
-            row_checks[entry.name] = check_sft(entry.name, table)
+            row_checks[entry.name] = check_sft(entry.name, entry.split, table)
 
     # Reference solutions run in the sandbox while the GX suites run here.
     jobs = [(name, job) for name, checks in row_checks.items() for job in checks.code_jobs]
