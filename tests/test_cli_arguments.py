@@ -186,3 +186,9 @@ def test_score_code_ground_truth_object_and_sandbox_report(capsys, tmp_path: Pat
     scored = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert [r["passed"] for r in scored] == [True, True]
     assert "scored 2 samples, passed 2 (sandbox: " in err  # which isolation ran
+
+
+def test_endpoint_from_the_environment_is_checked(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "not a url")
+    line = assert_refused(capsys, ["presign", "s3://bucket/key"], "S3 endpoint 'not a url'")
+    assert "AWS_ENDPOINT_URL_S3" in line

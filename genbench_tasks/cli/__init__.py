@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)
-        return exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help
+            raise
+        return 2  # a usage error, its one line already printed
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

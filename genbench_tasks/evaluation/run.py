@@ -168,6 +168,7 @@ class EvalManifest(BaseModel):
     timings: dict[str, Any]
     started_at: str
     finished_at: str
+    sandbox: str | None = None  # the isolation that ran code families' samples (None: no code scored)
 
 
 class EvalResult(BaseModel):
@@ -269,6 +270,7 @@ def evaluate_checkpoint(
     from genbench_tasks.families import get_family
     from genbench_tasks.rewards import score_many
     from genbench_tasks.scoring.metrics import compute_run_metrics
+    from genbench_tasks.scoring.sandbox import last_isolation
 
     settings = settings or EvalSettings()
     check_sampling(settings)
@@ -452,6 +454,7 @@ def evaluate_checkpoint(
         timings=timings,
         started_at=started.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),
+        sandbox=last_isolation() or None,
     )
     _write_json(out / MANIFEST_NAME, eval_manifest.model_dump(mode="json"))
     log.info("wrote %s (%.1fs)", out, timings["total_s"])
