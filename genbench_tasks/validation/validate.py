@@ -156,9 +156,9 @@ def validate_dataset_dir(
             row_checks[entry.name] = check_sft(entry.name, entry.split, table)
 
     # Reference solutions run in the sandbox while the GX suites run here.
-    jobs = [(name, job) for name, checks in row_checks.items() for job in checks.code_jobs]
+    jobs = [job.job for checks in row_checks.values() for job in checks.code_jobs]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
-    references = pool.submit(_run_references, [job.job for _, job in jobs], workers) if jobs else None
+    references = pool.submit(_run_references, jobs, workers) if jobs else None
 
     from genbench_tasks.validation.suites import (
         GXRunner,
