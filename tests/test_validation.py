@@ -683,6 +683,7 @@ MANIFEST_CASES = {
     "same entry twice": (lambda d: lambda raw: raw["datasets"].append(raw["datasets"][0]),
                          r"datasets\[2\] \(rewriting/train\): repeats the name of datasets\[0\]"),
     "path outside the data directory": (_outside, r"datasets\[0\] \(rewriting/train\): field 'path' .* outside"),
+    "path with a NUL byte": (lambda d: _entry(TRAIN, path="rl/rewriting/train\x00.parquet"), "control characters"),
     "absolute path": (lambda d: _entry(TRAIN, path=str(d / "rl/rewriting/train.parquet")), "outside the data"),
     "symlink out of the data directory": (_symlinked_outside, "resolves to .* outside the data directory"),
     "rows not the file's": (lambda d: _entry(TRAIN, rows=25), r"24 rows, but datasets.json entry .* rows=25"),

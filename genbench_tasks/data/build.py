@@ -216,7 +216,7 @@ def _first_error(exc: ValidationError, text: str) -> str:
         with contextlib.suppress(ValueError, TypeError, IndexError, KeyError, AttributeError):
             name = json.loads(text)["datasets"][loc[1]].get("name")
             if isinstance(name, str):
-                where += f" ({name})"
+                where += f" ({name if name.isprintable() else repr(name)})"
         loc = loc[2:]
     field = ".".join(str(p) for p in loc)
     where = ": ".join(part for part in (where, f"field {field!r}" if field else "") if part)

@@ -28,7 +28,7 @@ def check_manifest(data_dir: Path, manifest: DatasetManifest) -> None:
     root = data_dir.resolve()
     seen: dict[tuple[str, object], int] = {}
     for i, entry in enumerate(manifest.datasets):
-        at = f"{where}: datasets[{i}] ({entry.name})"
+        at = f"{where}: datasets[{i}] ({entry.name if entry.name.isprintable() else repr(entry.name)})"
         for what, key in (
             ("name", entry.name),
             ("path", entry.path),
@@ -69,10 +69,15 @@ def check_manifest(data_dir: Path, manifest: DatasetManifest) -> None:
 
 
 def _path_problems(entry: DatasetEntry, root: Path) -> list[str]:
+    if not entry.path.isprintable():
+        return [f"field 'path' {entry.path!r} holds control characters"]
     path = PurePosixPath(entry.path)
     if path.is_absolute() or ".." in path.parts or "\\" in entry.path:
         return [f"field 'path' {entry.path!r} points outside the data directory"]
-    resolved = (root / path).resolve()
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        return [f"field 'path' {entry.path!r} cannot be resolved ({exc})"]
     if resolved != root and root not in resolved.parents:
         return [f"field 'path' {entry.path!r} resolves to {resolved}, outside the data directory"]
     if entry.path != canonical_path(entry):
