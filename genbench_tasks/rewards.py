@@ -31,7 +31,7 @@ def score_many(records: list[tuple[str, str, str, dict | None]], workers: int | 
     from genbench_tasks.families import code_generation
 
     results: list[Score | None] = [None] * len(records)
-    code_jobs: list[tuple[int, tuple[str, str, str]]] = []
+    code_jobs: list[tuple[int, tuple[str, str, str, str]]] = []
     for i, (data_source, solution, ground_truth, extra_info) in enumerate(records):
         family = family_for_data_source(data_source)
         if family.scorer is not code_generation.score:
@@ -42,7 +42,7 @@ def score_many(records: list[tuple[str, str, str, dict | None]], workers: int | 
         except ValueError as exc:
             results[i] = Score(reward=0.0, passed=False, reason=f"bad ground truth: {exc}")
             continue
-        code_jobs.append((i, (code_generation.extract_program(solution, gt), gt["test"], gt["entry_point"])))
+        code_jobs.append((i, code_generation.sandbox_job(solution, gt)))
     if code_jobs:
         from genbench_tasks.scoring.sandbox import run_many
 

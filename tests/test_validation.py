@@ -70,9 +70,8 @@ def subset(
         else:
             shutil.copyfile(src / entry.path, target)
         entries.append(entry)
-    out = DatasetManifest(
-        profile=manifest.profile, seed=manifest.seed, families=manifest.families, datasets=entries
-    )
+    families = [f for f in manifest.families if any(e.family == f for e in entries)]
+    out = DatasetManifest(profile=manifest.profile, seed=manifest.seed, families=families, datasets=entries)
     (dst / MANIFEST_NAME).write_text(out.model_dump_json(indent=2))
     return dst
 
@@ -105,7 +104,14 @@ def test_good_data_passes(built: Path) -> None:
     assert report.success, report.summary()
     assert len(report.datasets) == 2 * 6 and report.html_dir is None
     assert all(d.success and d.expectations_evaluated > 10 for d in report.datasets)
-    assert {c.name for c in report.cross_checks} == {"heldout_prompt_leak", "ngram_contamination"}
+    assert [c.name for c in report.cross_checks] == [
+        "heldout_prompt_leak",
+        "ngram_contamination",
+        "near_duplicates",
+        "ids_unique_across_splits",
+        "heldout_family_present",
+    ]
+    assert report.sandbox  # the 6 code_generation reference solutions ran, and the report says where
     assert report.report_path == built / "validation" / "validation_report.json"
     on_disk = json.loads(report.report_path.read_text())
     assert on_disk["success"] is True and len(on_disk["datasets"]) == 12
@@ -117,7 +123,7 @@ def test_good_data_passes(built: Path) -> None:
 
 
 def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
-    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test.sft"])
+    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test", "code_generation/test.sft"])
     report = validate_dataset_dir(data, report_dir=tmp_path / "report")
     assert report.success and report.report_path == tmp_path / "report" / "validation_report.json"
     assert ValidationReport.model_validate_json(report.report_path.read_text()) == report
@@ -125,7 +131,11 @@ def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
     index = (report.html_dir / "index.html").read_text()
     assert "rewriting.train" in index and "code_generation.test.sft" in index
     pages = sorted(p.name for p in (report.html_dir / "validations").rglob("*.html"))
-    assert pages == ["genbench-code_generation.test.sft.html", "genbench-rewriting.train.html"]
+    assert pages == [
+        "genbench-code_generation.test.html",
+        "genbench-code_generation.test.sft.html",
+        "genbench-rewriting.train.html",
+    ]
     page = (report.html_dir / "expectations/rewriting/train.html").read_text()
     assert "prompt_text" in page and "ground_truth" in page
     assert f"data docs: {report.html_dir / 'index.html'}" in report.summary()
@@ -424,3 +434,304 @@ def test_summary_lists_dataset_expectation_and_rows() -> None:
         "validation failed: x/train: expect_column_values_to_be_unique on column 'id': 2 of 10 values "
         'unexpected; offending rows: {"row": 1, "id": "a"}, {"row": 2, "id": "a"}'
     )
+
+
+# --- every field a consumer reads: malformed rows are data errors, never tracebacks ----------------------
+
+HELDOUT = "code_generation/test"
+RW_TEST = "rewriting/test"
+
+
+def _messages(fn: Callable[[list[dict]], object], row: int = 2):
+    """Edit the messages of one row."""
+    return lambda t: edit_rows(t, "prompt", lambda i, m: fn([dict(x) for x in m]) if i == row else m)
+
+
+def _user(fn: Callable[[str], str], row: int = 2):
+    return _messages(
+        lambda m: [{**x, "content": fn(x["content"])} if x["role"] == "user" else x for x in m], row
+    )
+
+
+def _prompt_as_plain_strings(t: pa.Table) -> pa.Table:
+    """The prompt column as a list of strings (no roles), as a hand-written converter might produce."""
+    values = [[m["content"] for m in row] for row in t["prompt"].to_pylist()]
+    index = t.schema.get_field_index("prompt")
+    return t.set_column(index, "prompt", pa.array(values, pa.list_(pa.string())))
+
+
+def _ground_truth(fn: Callable[[dict], object], row: int = 1):
+    def edit(i, v):
+        if i != row:
+            return v
+        new = fn(json.loads(v["ground_truth"]))
+        return {**v, "ground_truth": new if isinstance(new, str) else json.dumps(new)}
+
+    return lambda t: edit_rows(t, "reward_model", edit)
+
+
+def _reference(fn: Callable[[str], str], row: int = 1):
+    return lambda t: edit_rows(
+        t, "extra_info", lambda i, v: {**v, "reference": fn(v["reference"])} if i == row else v
+    )
+
+
+ROW_CASES = {
+    # message structure
+    "unknown role": (TRAIN, _messages(lambda m: [m[0], {"role": "tool", "content": "x" * 20}, *m[1:]]),
+                     "prompt_messages_are_well_formed", "role 'tool'"),
+    "system turn not first": (TRAIN, _messages(lambda m: [m[1], m[0]]),
+                              "prompt_messages_are_well_formed", "only the first"),
+    "two user turns in a row": (TRAIN, _messages(lambda m: [*m, m[-1]]),
+                                "prompt_messages_are_well_formed", "user and assistant alternate"),
+    "held-out prompt ends with the solution": (
+        HELDOUT, _messages(lambda m: [*m, {"role": "assistant", "content": "def f(x):\n    return x\n"}]),
+        "prompt_messages_are_well_formed", "could hold the solution"),
+    "prompt of plain strings": (TRAIN, _prompt_as_plain_strings,
+                                "prompt_messages_are_well_formed", "message 0 is a str"),
+    "empty prompt": (TRAIN, _messages(lambda m: []), "prompt_messages_are_well_formed", "prompt is empty"),
+    "null content": (TRAIN, _messages(lambda m: [m[0], {"role": "user", "content": None}]),
+                     "prompt_messages_are_well_formed", "content of type NoneType"),
+    # lengths of every turn
+    "10 MB assistant turn": (
+        TRAIN, _messages(lambda m: [m[0], m[1], {"role": "assistant", "content": "y" * 10_000_000}, m[1]]),
+        "message_lengths_are_between", "message 2 (assistant) has 10000000 characters"),
+    "whitespace-only user prompt": (TRAIN, _user(lambda c: " \n\t " * 4),
+                                    "message_lengths_are_between", "whitespace-only"),
+    # control characters anywhere
+    "NUL in a prompt": (TRAIN, _user(lambda c: c + "\x00"), "text_has_no_control_characters", "U+0000"),
+    "ANSI escape in a prompt": (TRAIN, _user(lambda c: "\x1b[2J" + c), "text_has_no_control_characters", "U+001B"),
+    "bidi override in a prompt": (TRAIN, _user(lambda c: c.replace(" ", " \u202e", 1)),
+                                  "text_has_no_control_characters", "U+202E"),
+    "control character in the reference": (TRAIN, _reference(lambda r: r + "\x07"),
+                                           "text_has_no_control_characters", "U+0007"),
+    # code ground truth
+    "ground truth not JSON": (HELDOUT, _ground_truth(lambda g: "def check(candidate): pass"),
+                              "code_ground_truth_is_valid", "not valid JSON"),
+    "ground truth without entry_point": (HELDOUT, _ground_truth(lambda g: {"test": g["test"]}),
+                                         "code_ground_truth_is_valid", "'entry_point'"),
+    "ground truth a JSON list": (HELDOUT, _ground_truth(lambda g: [g]), "code_ground_truth_is_valid", "not list"),
+    "test with a syntax error": (HELDOUT, _ground_truth(lambda g: {**g, "test": g["test"].replace("):", ")", 1)}),
+                                 "code_ground_truth_is_valid", "test does not compile"),
+    "test that never calls the candidate": (
+        HELDOUT, _ground_truth(lambda g: {**g, "test": "def check(candidate):\n    assert True\n"}),
+        "code_ground_truth_is_valid", "every solution would pass"),
+    "test without check": (HELDOUT, _ground_truth(lambda g: {**g, "test": "def verify(candidate):\n    pass\n"}),
+                           "code_ground_truth_is_valid", "defines no check"),
+    "reference fails its own test": (HELDOUT, _reference(lambda r: r.replace("return ", "return None and ", 1)),
+                                     "reference_solution_passes_its_test", "failed: AssertionError"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ROW_CASES))
+def test_malformed_rows_are_data_errors(built: Path, tmp_path: Path, case: str) -> None:
+    dataset, edit, expectation, needle = ROW_CASES[case]
+    data = subset(built, tmp_path, [dataset], edit={dataset: edit})
+    with pytest.raises(DataValidationError) as info:
+        validate_dataset_dir(data, raise_on_failure=True, build_html=False)
+    assert "\n" not in str(info.value)
+    report = failed_report(info.value)
+    failures = [f for d in report.datasets for f in d.failed_expectations if f.expectation == expectation]
+    assert len(failures) == 1, report.summary()
+    failure = failures[0]
+    assert needle in failure.details, failure
+    original = pq.read_table(built / load_manifest(built).get(*dataset.split("/")).path).to_pylist()
+    edited_row = failure.sample_offending_rows[0]["row"]
+    assert failure.sample_offending_rows[0]["id"] == original[edited_row]["extra_info"]["id"]  # names the row
+    assert f"{dataset}: {expectation} [{failure.column}]" in report.summary()
+
+
+def test_invalid_utf8_is_reported_per_row(built: Path, tmp_path: Path) -> None:
+    def corrupt(t: pa.Table) -> pa.Table:
+        prompts = t["prompt"].combine_chunks()
+        contents = prompts.flatten().field("content")
+        raw = contents.cast(pa.binary()).to_pylist()
+        raw[2 * 4 + 1] = b"Rewrite \xff\xfe the text"  # row 4's user turn
+        bad = pa.array(raw, pa.binary()).view(pa.string())
+        structs = pa.StructArray.from_arrays([prompts.flatten().field("role"), bad], ["role", "content"])
+        lists = pa.ListArray.from_arrays(prompts.offsets, structs)
+        return t.set_column(t.schema.get_field_index("prompt"), "prompt", lists)
+
+    data = subset(built, tmp_path, [TRAIN, RW_TEST], edit={TRAIN: corrupt})
+    report = validate_dataset_dir(data, build_html=False)
+    train = next(d for d in report.datasets if d.name == TRAIN)
+    assert not report.success and not train.success
+    [failure] = train.failed_expectations
+    assert (failure.expectation, failure.column) == ("text_is_valid_utf8", "prompt.content")
+    assert failure.sample_offending_rows == [{"row": 4}] and "not valid UTF-8" in failure.details
+    assert next(d for d in report.datasets if d.name == RW_TEST).success  # the other datasets are checked
+
+
+# --- leaks that survive normalisation and small edits -------------------------------------------------------
+
+
+def _heldout_prompt(built: Path, dataset: str = HELDOUT, row: int = 0) -> str:
+    entry = load_manifest(built).get(*dataset.split("/"))
+    return pq.read_table(built / entry.path).to_pylist()[row]["prompt"][-1]["content"]
+
+
+LEAK_DISGUISES = {
+    "punctuation spacing": lambda p: p.replace("(", " ( ").replace(")", " ) ").replace(".", " .").replace("`", " ` "),
+    "punctuation dropped": lambda p: p.replace("`", "").replace(".", ""),
+    "full-width letters (NFKC)": lambda p: p.replace("Write", "Ｗｒｉｔｅ").replace("function", "ｆｕｎｃｔｉｏｎ"),
+    "zero-width characters": lambda p: p.replace("Python", "Py\u200bthon").replace("function", "func\u00adtion"),
+    "case and spacing": lambda p: "  " + p.upper().replace(" ", " \n "),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("disguise", sorted(LEAK_DISGUISES))
+def test_disguised_heldout_prompt_is_a_leak(built: Path, tmp_path: Path, disguise: str) -> None:
+    leaked = LEAK_DISGUISES[disguise](_heldout_prompt(built))
+    edit = {TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(5, leaked))}
+    data = subset(built, tmp_path, [TRAIN, HELDOUT], edit=edit)
+    report = validate_dataset_dir(data, build_html=False)
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert not leak.success and leak.stats["leaks"] == 1, leak
+    assert leak.sample_offending_rows[0]["heldout_dataset"] == HELDOUT
+
+
+def test_heldout_prompt_in_an_earlier_user_turn_is_a_leak(built: Path, tmp_path: Path) -> None:
+    leaked = _heldout_prompt(built)
+    answer = {"role": "assistant", "content": "def f(x):\n    return x\n"}
+    multi_turn = _messages(lambda m: [m[0], {"role": "user", "content": leaked}, answer, m[1]], row=3)
+    data = subset(built, tmp_path, [TRAIN, HELDOUT], edit={TRAIN: multi_turn})
+    report = validate_dataset_dir(data, build_html=False)
+    assert next(d for d in report.datasets if d.name == TRAIN).success  # a well-formed multi-turn prompt
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert not leak.success and leak.sample_offending_rows[0]["training_dataset"] == TRAIN
+
+
+def test_heldout_prompt_in_a_system_turn_or_answer_is_a_leak(built: Path, tmp_path: Path) -> None:
+    leaked = _heldout_prompt(built)
+    in_system = _messages(lambda m: [{"role": "system", "content": leaked}, m[1]], row=3)
+    in_answer = _reference(lambda r: leaked, row=4)
+    data = subset(built, tmp_path, [TRAIN, HELDOUT], edit={TRAIN: lambda t: in_answer(in_system(t))})
+    report = validate_dataset_dir(data, build_html=False)
+    leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
+    assert not leak.success and leak.stats["leaks"] == 1  # one held-out prompt, found twice
+
+
+def test_edited_heldout_prompt_is_a_near_duplicate(built: Path, tmp_path: Path) -> None:
+    original = _heldout_prompt(built)
+    edited = original.replace("Write a Python", "Please write one Python")  # two words changed or added
+    edit = {TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(6, edited))}
+    data = subset(built, tmp_path, [TRAIN, HELDOUT], edit=edit)
+    report = validate_dataset_dir(data, build_html=False)
+    checks = {c.name: c for c in report.cross_checks}
+    assert checks["heldout_prompt_leak"].success and checks["ngram_contamination"].success  # both miss it
+    near = checks["near_duplicates"]
+    assert not near.success and not report.success
+    row = near.sample_offending_rows[0]
+    assert (row["heldout_dataset"], row["training_dataset"], row["prompt"]) == (HELDOUT, TRAIN, original)
+    assert row["jaccard"] >= 0.5 and "near_duplicates" in report.one_line()
+
+
+def test_edited_heldout_prompt_embedded_in_a_longer_prompt(built: Path, tmp_path: Path) -> None:
+    edited = _heldout_prompt(built).replace("Write", "Now write", 1)
+    embedded = f"Rewrite the text. Rule: Remove the last word.\nText: {edited} Thanks"
+    edit = {TRAIN: lambda t: edit_rows(t, "prompt", with_user_text(6, embedded))}
+    report = validate_dataset_dir(subset(built, tmp_path, [TRAIN, HELDOUT], edit=edit), build_html=False)
+    near = next(c for c in report.cross_checks if c.name == "near_duplicates")
+    assert not near.success and near.stats["per_dataset"][HELDOUT]["flagged"] == 1
+
+
+def test_near_duplicate_check_ignores_unrelated_and_counts_fractions() -> None:
+    from genbench_tasks.validation import near_duplicate_check
+
+    held = _items(
+        "h/test", "Write a Python function add_5 that returns x plus 5", "Sort the list xs in place"
+    )
+    train = _items("t/train", "write one python function add_5 that returns x plus 5", "reverse these words")
+    result = near_duplicate_check(train, held)
+    assert not result.success and result.stats["per_dataset"]["h/test"]["flagged"] == 1
+    assert near_duplicate_check(train, held, max_fraction=0.5).success
+    assert near_duplicate_check(_items("t/train", "reverse these words", "count the vowels"), held).success
+
+
+# --- manifest integrity: exit 2 with the entry and field named ----------------------------------------------
+
+
+def _edit_manifest(data: Path, fn: Callable[[dict], None]) -> Path:
+    raw = json.loads((data / MANIFEST_NAME).read_text())
+    fn(raw)
+    (data / MANIFEST_NAME).write_text(json.dumps(raw))
+    return data
+
+
+def _entry(dataset: str, **changes) -> Callable[[dict], None]:
+    def fn(raw: dict) -> None:
+        next(e for e in raw["datasets"] if e["name"] == dataset).update(changes)
+
+    return fn
+
+
+def _outside(data: Path) -> Callable[[dict], None]:
+    """The entry's file moved outside the data directory, with its sha256 and rows intact."""
+    outside = data.parent / f"{data.name}-outside.parquet"
+    shutil.copyfile(data / "rl/rewriting/train.parquet", outside)
+    return _entry(TRAIN, path=f"../{outside.name}")
+
+
+def _symlinked_outside(data: Path) -> Callable[[dict], None]:
+    target = data.parent / f"{data.name}-target.parquet"
+    shutil.move(data / "rl/rewriting/train.parquet", target)
+    (data / "rl/rewriting/train.parquet").symlink_to(target)
+    return lambda raw: None
+
+
+MANIFEST_CASES = {
+    "same entry twice": (lambda d: lambda raw: raw["datasets"].append(raw["datasets"][0]),
+                         r"datasets\[2\] \(rewriting/train\): repeats the name of datasets\[0\]"),
+    "path outside the data directory": (_outside, r"datasets\[0\] \(rewriting/train\): field 'path' .* outside"),
+    "path with a NUL byte": (lambda d: _entry(TRAIN, path="rl/rewriting/train\x00.parquet"), "control characters"),
+    "absolute path": (lambda d: _entry(TRAIN, path=str(d / "rl/rewriting/train.parquet")), "outside the data"),
+    "symlink out of the data directory": (_symlinked_outside, "resolves to .* outside the data directory"),
+    "rows not the file's": (lambda d: _entry(TRAIN, rows=25), r"24 rows, but datasets.json entry .* rows=25"),
+    "data_source not the family's": (lambda d: _entry(TRAIN, data_source="genbench/reasoning"),
+                                     "field 'data_source' is 'genbench/reasoning', expected 'genbench/rewriting'"),
+    "role not the family's": (lambda d: _entry(TRAIN, role="heldout"), "field 'role' is 'heldout'"),
+    "split the family lacks": (lambda d: _entry(HELDOUT, split="train", name="code_generation/train"),
+                               "field 'split' is 'train', expected one of \\['test'\\]"),
+    "unknown format": (lambda d: _entry(TRAIN, format="csv"), "field 'format' is 'csv'"),
+    "rows of the wrong type": (lambda d: _entry(TRAIN, rows="many"),
+                               r"datasets\[0\] \(rewriting/train\): field 'rows': Input should be a valid integer"),
+    "entry that is not an object": (lambda d: lambda raw: raw["datasets"].append("rl/x.parquet"),
+                                    r"malformed manifest \(datasets\[2\]"),
+    "unknown family listed": (lambda d: lambda raw: raw["families"].append("poetry"),
+                              "field 'families': unknown task family 'poetry'"),
+    "family listed twice": (lambda d: lambda raw: raw["families"].append("rewriting"), "field 'families' lists"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
+def test_inconsistent_manifest_is_a_one_line_error(built: Path, tmp_path: Path, case: str) -> None:
+    make, match = MANIFEST_CASES[case]
+    data = subset(built, tmp_path / "data", [TRAIN, HELDOUT])
+    _edit_manifest(data, make(data))
+    _one_line_error(data, match)
+    assert not (data / "validation" / "validation_report.json").exists()  # refused before any data check
+
+
+def test_missing_heldout_family_fails(built: Path, tmp_path: Path) -> None:
+    data = subset(built, tmp_path, [TRAIN, RW_TEST])
+    report = validate_dataset_dir(data, build_html=False)
+    present = next(c for c in report.cross_checks if c.name == "heldout_family_present")
+    assert not present.success and "no held-out family test split" in present.details
+    assert all(d.success for d in report.datasets) and not report.success
+    # With a profile, every dataset it builds must be listed.
+    report = validate_dataset_dir(data, profile=small_profile(), build_html=False)
+    present = next(c for c in report.cross_checks if c.name == "heldout_family_present")
+    assert (
+        "code_generation/test" in present.stats["missing"]
+        and "reasoning/train.sft" in present.stats["missing"]
+    )
+
+
+def test_same_id_in_two_splits_fails(built: Path, tmp_path: Path) -> None:
+    train_id = pq.read_table(built / "rl/rewriting/train.parquet")["extra_info"].to_pylist()[0]["id"]
+    reuse = lambda t: edit_rows(t, "extra_info", lambda i, v: {**v, "id": train_id} if i == 1 else v)  # noqa: E731
+    data = subset(built, tmp_path, [TRAIN, RW_TEST, HELDOUT], edit={RW_TEST: reuse})
+    report = validate_dataset_dir(data, build_html=False)
+    ids = next(c for c in report.cross_checks if c.name == "ids_unique_across_splits")
+    assert not ids.success
+    assert ids.sample_offending_rows == [{"id": train_id, "dataset": RW_TEST, "also_in": TRAIN}]

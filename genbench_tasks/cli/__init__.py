@@ -7,7 +7,8 @@ import importlib
 import logging
 import sys
 
-from genbench_tasks.errors import GenbenchError
+from genbench_tasks.cli.arguments import ArgumentParser
+from genbench_tasks.errors import DataValidationError, GenbenchError
 
 # Modules under genbench_tasks.cli, each exposing register(subparsers). Order = order in --help.
 COMMAND_MODULES = [
@@ -26,7 +27,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="genbench",
         description=(
             "genbench: nightly regression evaluation of verl PPO+GAE post-training on held-out task "
@@ -48,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help
+            raise
+        return 2  # a usage error, its one line already printed
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -56,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except GenbenchError as exc:
+    except DataValidationError as exc:  # exit 1: the data is invalid (a report says why)
         print(f"genbench: error: {exc}", file=sys.stderr)
+        return 1
+    except GenbenchError as exc:  # exit 2: usage, configuration or unreadable input
+        print(f"genbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the command could not use; the traceback only with -v
+        logging.getLogger("genbench").debug("", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"genbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genbench: interrupted", file=sys.stderr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genbench_tasks.cli.arguments import existing_dir, open_unit_interval, output_dir, output_file, seed
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     agg = sub.add_parser(
@@ -17,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "comparisons, and warnings for missing seeds or cells."
         ),
     )
-    agg.add_argument("rundir", metavar="RUNDIR", help="run directory holding eval/ (and data/)")
-    agg.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds expected (default: all seen)")
+    agg.add_argument(
+        "rundir", metavar="RUNDIR", type=existing_dir, help="run directory holding eval/ (and data/)"
+    )
+    agg.add_argument("--seeds", nargs="+", type=seed, metavar="N", help="seeds expected (default: all seen)")
     agg.add_argument("--labels", nargs="+", metavar="LABEL", help="labels expected (default: all seen)")
     agg.add_argument("--no-items", action="store_true", help="leave per-item data out of summary.json")
     agg.set_defaults(func=_aggregate)
@@ -37,14 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "genbench compare runs/tonight runs/last-night --candidate 0.9.1"
         ),
     )
-    cmp.add_argument("rundir_a", metavar="RUNDIR_A", help="run directory of the candidate")
-    cmp.add_argument("rundir_b", metavar="RUNDIR_B", nargs="?", help="run directory of the baseline")
+    cmp.add_argument("rundir_a", metavar="RUNDIR_A", type=existing_dir, help="run directory of the candidate")
+    cmp.add_argument(
+        "rundir_b", metavar="RUNDIR_B", nargs="?", type=existing_dir, help="run directory of the baseline"
+    )
     cmp.add_argument("--candidate", metavar="LABEL", help="candidate label (default: the only version label)")
     cmp.add_argument(
         "--baseline", metavar="LABEL", help="baseline label (default: the candidate's label in RUNDIR_B)"
     )
     cmp.add_argument("--out", metavar="PATH", help="comparison.json path (default: RUNDIR_A/comparison.json)")
-    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    cmp.add_argument(
+        "--alpha", type=open_unit_interval, default=0.05, help="significance level in (0, 1) (default 0.05)"
+    )
     cmp.add_argument("--metrics", nargs="+", metavar="METRIC", help="restrict to these metrics")
     cmp.add_argument(
         "--fail-on-regression", action="store_true", help="exit 1 if any row's verdict is 'regression'"
@@ -55,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _aggregate(args: argparse.Namespace) -> int:
     from genbench_tasks.evaluation.aggregate import SUMMARY_NAME, aggregate, format_tables
 
+    output_dir(args.rundir, "RUNDIR")  # summary.json is written there
     summary = aggregate(
         args.rundir, expected_seeds=args.seeds, expected_labels=args.labels, with_items=not args.no_items
     )
@@ -64,12 +73,10 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from genbench_tasks.errors import GenbenchError
     from genbench_tasks.evaluation.compare import COMPARISON_NAME, compare_runs, format_comparison
     from genbench_tasks.scoring.stats import CompareConfig
 
-    if not 0 < args.alpha < 1:
-        raise GenbenchError(f"--alpha must be in (0, 1) (got {args.alpha})")
+    output_file(args.out, "--out") if args.out else output_dir(args.rundir_a, "RUNDIR_A")
     config = CompareConfig(alpha=args.alpha, metrics=args.metrics)
     comparison = compare_runs(
         args.rundir_a,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genbench_tasks.cli import arguments
+
 DESCRIPTION = """\
 Build the Hydra overrides genbench passes to `python -m verl.trainer.main_ppo` for PROFILE and compose
 them against each verl release's own config (verl/trainer/config/ppo_trainer.yaml from that release's
@@ -42,9 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         dest="versions",
         metavar="V",
+        type=arguments.version,
         help="verl release to check against (repeatable; default: the profile's verl_versions)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="run seed (default: the profile's first)")
+    parser.add_argument(
+        "--seed", type=arguments.seed, default=None, help="run seed (default: the profile's first)"
+    )
     parser.add_argument("--data-dir", default=None, help="built data dir (rl/<family>/<split>.parquet)")
     parser.add_argument("--output-dir", default=None, help="run output dir on shared storage")
     parser.add_argument("--model-path", default=None, help="init model (default: the profile's model.path)")
@@ -53,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
+        type=arguments.key_value,
         help="extra Hydra override appended last (repeatable)",
     )
     parser.add_argument(
@@ -72,6 +78,8 @@ def _check(args: argparse.Namespace) -> int:
     from genbench_tasks.training.verl_launcher import make_run, validate_run
 
     profile = load_profile(args.profile)
+    if args.cache_dir is not None:
+        arguments.output_dir(args.cache_dir, "--cache-dir")
     for version in args.versions or profile.verl_versions:
         run = make_run(
             profile,

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from genbench_tasks.cli.arguments import output_dir, seed
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
     )
     build.add_argument("--out", required=True, help="output directory")
-    build.add_argument("--seed", type=int, default=None, help="override the profile's data seed")
+    build.add_argument("--seed", type=seed, default=None, help="override the profile's data seed")
     build.add_argument("--no-validate", action="store_true", help="skip Great Expectations validation")
     build.set_defaults(func=_build)
 
@@ -33,8 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="validate a built dataset directory",
         description=(
-            "Run the Great Expectations suites and cross-split contamination checks on DIR. "
-            "Exit 0 when valid; non-zero with a readable report when not."
+            "Check DIR/datasets.json against the files, every row (all messages, texts, code ground truth; "
+            "reference solutions run in the sandbox), the Great Expectations suites and the cross-split "
+            "checks (leaks, n-gram contamination, near-duplicates, ids, the held-out family). Exit 0 when "
+            "valid; 1 when the data is invalid (readable report on stderr, JSON report in --report); 2 for "
+            "usage errors and unreadable or inconsistent input (missing files, a malformed manifest)."
         ),
     )
     validate.add_argument("dir", help="directory holding datasets.json")
@@ -78,6 +83,8 @@ def _validate(args: argparse.Namespace) -> int:
     from genbench_tasks.validation import validate_dataset_dir
 
     profile = load_profile(args.profile) if args.profile else None
+    if args.report is not None:
+        output_dir(args.report, "--report")
     report = validate_dataset_dir(args.dir, profile=profile, report_dir=args.report)
     print(json.dumps({"success": report.success, "report": str(report.report_path)}))
     if not report.success:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from genbench_tasks.cli.arguments import http_url, int_between, non_empty, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     pub = sub.add_parser(
@@ -24,9 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="checksum",
         help="verify objects by S3's SHA256 checksum (default) or by reading them back",
     )
-    pub.add_argument("--workers", type=int, default=4, help="parallel uploads (default: 4)")
+    pub.add_argument("--workers", type=positive_int, default=4, help="parallel uploads (default: 4)")
     pub.add_argument(
-        "--multipart-threshold-mb", type=int, default=64, help="multipart above this size (MiB, default 64)"
+        "--multipart-threshold-mb",
+        type=int_between(5, 5 * 1024),
+        default=64,
+        help="multipart above this size (MiB, 5 to 5120: S3's part sizes; default 64)",
     )
     pub.add_argument("--json", action="store_true", help="print the result as JSON")
     pub.set_defaults(func=_publish)
@@ -38,7 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     pre.add_argument("uri", metavar="S3_URI", help="s3://bucket/key")
     pre.add_argument(
-        "--expires", type=int, default=3600, help="validity in seconds (default 3600, max 604800)"
+        "--expires",
+        type=int_between(1, 604800),
+        default=3600,
+        help="validity in seconds (default 3600, max 604800)",
     )
     _endpoint_args(pre)
     pre.set_defaults(func=_presign)
@@ -48,10 +56,14 @@ def _endpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--endpoint-url",
         default=None,
+        type=http_url,
         help="S3 endpoint (MinIO, moto); default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS",
     )
     parser.add_argument(
-        "--aws-conn-id", default=None, help="use this Airflow aws connection (S3Hook) instead of plain boto3"
+        "--aws-conn-id",
+        default=None,
+        type=non_empty,
+        help="use this Airflow aws connection (S3Hook) instead of plain boto3",
     )
 
 
@@ -74,7 +86,7 @@ def _publish(args: argparse.Namespace) -> int:
     if not (Path(args.rundir) / "manifest.json").is_file():
         raise GenbenchError(f"not a run directory (no manifest.json): {args.rundir}")
     S3Uri.parse(args.uri)
-    threshold = max(5, args.multipart_threshold_mb) * MiB
+    threshold = args.multipart_threshold_mb * MiB
     transfer = TransferSettings(
         multipart_threshold=threshold, multipart_chunksize=max(threshold // 4, 8 * MiB)
     )

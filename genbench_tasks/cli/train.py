@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from genbench_tasks.cli.arguments import non_empty, output_dir, seed, version
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -29,13 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
     )
-    parser.add_argument("--verl-version", required=True, help="verl version the run must import")
-    parser.add_argument("--seed", type=int, required=True, help="PPO seed")
-    parser.add_argument("--out", required=True, help="run output directory")
+    parser.add_argument(
+        "--verl-version", required=True, type=version, help="verl version the run must import"
+    )
+    parser.add_argument("--seed", type=seed, required=True, help="PPO seed (0 to 2**32-1)")
+    parser.add_argument("--out", required=True, help="run output directory (created, must be writable)")
     parser.add_argument("--data", default=None, help="dataset dir (default: build into OUT/data)")
     parser.add_argument("--sft-dir", default=None, help="shared SFT dir (default: sibling sft-<key> of OUT)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete state")
-    parser.add_argument("--ray-address", default=None, help="submit as a Ray job to this cluster instead")
+    parser.add_argument(
+        "--ray-address", default=None, type=non_empty, help="submit as a Ray job to this cluster instead"
+    )
     parser.set_defaults(func=_train)
 
 
@@ -76,9 +82,19 @@ def _ensure_data(profile, data: str | None, out: str) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from genbench_tasks.errors import GenbenchError
+    from genbench_tasks.families import get_family
     from genbench_tasks.profiles import load_profile
 
     profile = load_profile(args.profile)
+    for family in profile.data.families:  # configuration errors before anything is written
+        get_family(family)
+    if args.data:
+        from genbench_tasks.data.build import load_manifest
+
+        load_manifest(args.data)  # a readable dataset directory, before anything is written
+    output_dir(args.out, "--out")  # fail now, not after the SFT warm start
+    if args.sft_dir:
+        output_dir(args.sft_dir, "--sft-dir")
     # A Ray job does not run in the caller's working directory: hand it absolute paths.
     args.out = str(Path(args.out).resolve())
     args.data = str(Path(args.data).resolve()) if args.data else None

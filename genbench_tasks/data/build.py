@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from genbench_tasks.data.sources import load_custom
 from genbench_tasks.errors import GenbenchError
@@ -192,10 +193,35 @@ def load_manifest(data_dir: str | Path) -> DatasetManifest:
     if not path.is_file():
         raise GenbenchError(f"{data_dir} has no {MANIFEST_NAME}; run `genbench data build` first")
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:  # e.g. permission denied: not a "malformed manifest"
         raise GenbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise GenbenchError(f"{path}: malformed manifest (not UTF-8 text: byte {exc.start})") from None
     try:
         return DatasetManifest.model_validate_json(text)
-    except Exception as exc:
-        raise GenbenchError(f"{path}: malformed manifest ({str(exc).splitlines()[0]})") from exc
+    except ValidationError as exc:
+        raise GenbenchError(f"{path}: malformed manifest ({_first_error(exc, text)})") from None
+
+
+def _first_error(exc: ValidationError, text: str) -> str:
+    """'datasets[2] (rewriting/train): field rows: Input should be a valid integer (got 'x')' and a count."""
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    if error["type"] == "json_invalid":
+        return str(error["msg"])
+    where = ""
+    if loc[:1] == ["datasets"] and len(loc) > 1 and isinstance(loc[1], int):
+        where = f"datasets[{loc[1]}]"
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError, AttributeError):
+            name = json.loads(text)["datasets"][loc[1]].get("name")
+            if isinstance(name, str):
+                where += f" ({name if name.isprintable() else repr(name)})"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc)
+    where = ": ".join(part for part in (where, f"field {field!r}" if field else "") if part)
+    got = (
+        f" (got {error['input']!r:.60})" if "input" in error and not isinstance(error["input"], dict) else ""
+    )
+    more = f"; {exc.error_count() - 1} more problems" if exc.error_count() > 1 else ""
+    return f"{where + ': ' if where else ''}{error['msg']}{got}{more}"

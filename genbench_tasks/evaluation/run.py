@@ -168,6 +168,7 @@ class EvalManifest(BaseModel):
     timings: dict[str, Any]
     started_at: str
     finished_at: str
+    sandbox: str | None = None  # the isolation that ran code families' samples (None: no code scored)
 
 
 class EvalResult(BaseModel):
@@ -269,6 +270,7 @@ def evaluate_checkpoint(
     from genbench_tasks.families import get_family
     from genbench_tasks.rewards import score_many
     from genbench_tasks.scoring.metrics import compute_run_metrics
+    from genbench_tasks.scoring.sandbox import last_isolation
 
     settings = settings or EvalSettings()
     check_sampling(settings)
@@ -452,6 +454,7 @@ def evaluate_checkpoint(
         timings=timings,
         started_at=started.isoformat(),
         finished_at=datetime.now(timezone.utc).isoformat(),
+        sandbox=last_isolation() or None,
     )
     _write_json(out / MANIFEST_NAME, eval_manifest.model_dump(mode="json"))
     log.info("wrote %s (%.1fs)", out, timings["total_s"])
@@ -460,7 +463,9 @@ def evaluate_checkpoint(
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) -> None:
-    """Arguments shared by ``genbench eval`` and the Ray entrypoint."""
+    """Arguments shared by ``genbench eval`` and the Ray entrypoint (malformed values fail while parsing)."""
+    from genbench_tasks.cli import arguments
+
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="Hugging Face model directory")
     parser.add_argument(
         "--data",
@@ -469,7 +474,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) 
         help="dataset directory with datasets.json"
         + ("" if data_required else " (default: the nearest data/datasets.json above the checkpoint)"),
     )
-    parser.add_argument("--seed", required=True, type=int, help="evaluation seed (sampling)")
+    parser.add_argument("--seed", required=True, type=arguments.seed, help="evaluation seed (sampling)")
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="output directory (e.g. RUNDIR/eval/<label>/seed=<n>)"
     )
@@ -486,16 +491,26 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) 
         help="'sft' or the verl version (default: <label> of an .../<label>/seed=<n> --out, else checkpoint name)",
     )
     parser.add_argument(
-        "--samples-per-prompt", "-k", type=int, metavar="K", help="override samples per prompt"
+        "--samples-per-prompt",
+        "-k",
+        type=arguments.positive_int,
+        metavar="K",
+        help="override samples per prompt",
     )
-    parser.add_argument("--temperature", type=float, help="override sampling temperature (> 0)")
-    parser.add_argument("--top-p", type=float, help="override nucleus top-p")
-    parser.add_argument("--max-new-tokens", type=int, help="override response length")
-    parser.add_argument("--max-prompts", type=int, metavar="N", help="override prompts per family")
     parser.add_argument(
-        "--batch-size", type=int, help="override generation batch size (does not change samples)"
+        "--temperature", type=arguments.temperature, help="override sampling temperature (> 0)"
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--top-p", type=arguments.unit_interval, help="override nucleus top-p, in (0, 1]")
+    parser.add_argument("--max-new-tokens", type=arguments.positive_int, help="override response length")
+    parser.add_argument(
+        "--max-prompts", type=arguments.positive_int, metavar="N", help="override prompts per family"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=arguments.positive_int,
+        help="override generation batch size (does not change samples)",
+    )
+    parser.add_argument("--threads", type=arguments.positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--force", action="store_true", help="re-run even if a complete run is cached")
 
 
@@ -528,9 +543,15 @@ def find_data_dir(checkpoint_dir: Path) -> Path:
 
 
 def run_from_args(args: argparse.Namespace) -> EvalResult:
+    from genbench_tasks.cli.arguments import output_dir
     from genbench_tasks.profiles import load_profile
 
     settings = settings_from_args(args)
+    if not Path(args.checkpoint).is_dir():
+        raise GenbenchError(f"checkpoint {args.checkpoint} is not a directory")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise GenbenchError(f"--data {args.data} is not a directory")
+    output_dir(args.out, "--out")  # before the model loads
     generator_kwargs: dict[str, Any] = {}
     if settings.backend == "vllm":
         cluster = load_profile(args.profile).cluster
@@ -540,13 +561,9 @@ def run_from_args(args: argparse.Namespace) -> EvalResult:
             "seed": args.seed,
         }
     if args.threads is not None:
-        if args.threads < 1:
-            raise GenbenchError(f"--threads must be >= 1 (got {args.threads})")
         import torch
 
         torch.set_num_threads(args.threads)
-    if not Path(args.checkpoint).is_dir():
-        raise GenbenchError(f"checkpoint {args.checkpoint} is not a directory")
     data = Path(args.data) if args.data else find_data_dir(Path(args.checkpoint))
     return evaluate_checkpoint(
         args.checkpoint,

@@ -115,10 +115,36 @@ def extract_program(solution: str, ground_truth: dict) -> str:
 
 
 def parse_ground_truth(ground_truth: str | dict) -> dict:
-    data = json.loads(ground_truth) if isinstance(ground_truth, str) else dict(ground_truth)
-    if not isinstance(data, dict) or "test" not in data or "entry_point" not in data:
-        raise ValueError("code ground truth must be a JSON object with 'test' and 'entry_point'")
-    return data
+    """The JSON object {"test", "entry_point"[, "prompt"]}, all strings; ValueError saying what is wrong."""
+    if isinstance(ground_truth, str):
+        try:
+            data = json.loads(ground_truth)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"code ground truth is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    else:
+        data = ground_truth
+    if not isinstance(data, dict):
+        raise ValueError(f"code ground truth must be a JSON object, not {type(data).__name__}")
+    missing = [key for key in ("test", "entry_point") if key not in data]
+    if missing:
+        raise ValueError(
+            f"code ground truth must be a JSON object with 'test' and 'entry_point' (no {missing})"
+        )
+    wrong = [
+        key for key in ("test", "entry_point", "prompt") if key in data and not isinstance(data[key], str)
+    ]
+    if wrong:
+        raise ValueError(f"code ground truth fields {wrong} must be strings")
+    if not data["entry_point"].isidentifier():
+        raise ValueError(f"code ground truth entry_point {data['entry_point']!r} is not a Python identifier")
+    return dict(data)
+
+
+def sandbox_job(solution: str, ground_truth: dict) -> tuple[str, str, str, str]:
+    """(program, test, entry point, prompt) for the sandbox: the item's prompt runs on the test side, so the
+    helpers its test calls are the item's own, never the candidate's."""
+    prompt = ground_truth.get("prompt", "")
+    return extract_program(solution, ground_truth), ground_truth["test"], ground_truth["entry_point"], prompt
 
 
 def score(solution: str, ground_truth: str, extra_info: dict | None = None) -> Score:
@@ -128,7 +154,8 @@ def score(solution: str, ground_truth: str, extra_info: dict | None = None) -> S
         gt = parse_ground_truth(ground_truth)
     except ValueError as exc:
         return Score(reward=0.0, passed=False, reason=f"bad ground truth: {exc}")
-    result = run_tests(extract_program(solution, gt), gt["test"], gt["entry_point"])
+    program, test, entry_point, prompt = sandbox_job(solution, gt)
+    result = run_tests(program, test, entry_point, prelude=prompt)
     return Score(
         reward=1.0 if result.passed else 0.0, passed=result.passed, reason=f"{result.status}: {result.reason}"
     )

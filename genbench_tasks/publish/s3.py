@@ -97,6 +97,20 @@ def content_type_for(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- URIs
+def endpoint_problem(url: str) -> str | None:
+    """Why `url` cannot be an S3 endpoint (None when it is an http(s)://host[:port] URL)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        return "expected an http(s)://host[:port] URL"
+    return None
+
+
 class S3Uri(BaseModel):
     """``s3://bucket/key``; ``key`` has no leading or trailing slash (may be empty)."""
 
@@ -273,9 +287,15 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
-        endpoint_url = (
-            endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        )
+        source = "endpoint_url"
+        if not endpoint_url:
+            source = next(
+                (v for v in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(v)), source
+            )
+            endpoint_url = os.environ.get(source) if source != "endpoint_url" else None
+        problem = endpoint_problem(endpoint_url) if endpoint_url else None
+        if problem:
+            raise GenbenchError(f"S3 endpoint {endpoint_url!r} (from {source}): {problem}")
         style = addressing_style or ("path" if endpoint_url else "auto")
         session = (
             boto3.session.Session(profile_name=profile_name) if profile_name else boto3.session.Session()

@@ -9,8 +9,21 @@ worker slot (no capabilities, ``no_new_privs``), so ``RLIMIT_NPROC`` applies (th
 worker can neither signal nor starve another; rlimits cap CPU time, address space, file size and process count;
 a wall-clock timeout kills the sample, and anything abnormal (timeout, output limit, processes that outlived the
 test, a dead harness) discards the whole worker and drains its uid. Without root, each sample is instead a fresh
-unprivileged bubblewrap sandbox. Where bubblewrap is missing or unusable (or ``GENBENCH_SANDBOX=rlimits``), the
-same harness runs with rlimits, the per-slot uid and a private working directory only, with a logged warning.
+unprivileged bubblewrap sandbox.
+
+Without bubblewrap (missing, unusable, or ``GENBENCH_SANDBOX=rlimits``) the same harness runs with the strongest
+isolation the host grants, each layer best effort and reported: rlimits and a private working directory (removed
+after the sample) always; the per-slot uid as root; where unshare(2) is allowed (root with CAP_SYS_ADMIN) mount,
+PID, network, IPC and UTS namespaces with fresh /tmp, /dev/shm and /var/tmp; and, where the kernel has Landlock
+(Linux >= 5.13; ABI 4 adds TCP, ABI 6 signal/abstract-socket scoping), a candidate that can read and execute
+only the interpreter, system libraries and venv, write only its working directory, open no TCP connection and
+signal nothing outside itself, so input files (the JSONL holding the tests), /etc/passwd and the host's temp
+dirs stay out of reach even without namespaces. Unprivileged hosts get no namespaces here (that needs the user
+namespaces bubblewrap itself uses); without Landlock too, world-readable files stay readable. Every result
+carries ``isolation`` (what ran), and each distinct value is logged once.
+
+Item helpers: a HumanEval-style prompt (passed as ``prelude``) runs in the test process after the candidate
+loaded, so helpers the test calls (``encode_cyclic``) are the item's own, never the candidate's replacement.
 
 Verdict integrity: the candidate and the tests run in *two* processes. The harness forks; the child (A) closes
 the verdict pipe and then executes the candidate program; the parent (B) is non-dumpable (A can neither ptrace
@@ -76,6 +89,8 @@ class SandboxResult(BaseModel):
     status: Literal["passed", "failed", "timeout", "error"]
     reason: str
     duration_s: float
+    # What confined the candidate: "bubblewrap", or "rlimits: <namespaces>, <landlock>, <uid>".
+    isolation: str = ""
 
     @property
     def passed(self) -> bool:
@@ -417,9 +432,15 @@ def test_main(cfg, pid, wfd, rfd, vfd):
             if not chunk:
                 break
             chunks.append(chunk)
-        code = compile(b"".join(chunks).decode("utf-8"), "<test>", "exec")
+        source = b"".join(chunks)
+        split = cfg["prelude_len"]
+        code = compile(source[split:].decode("utf-8"), "<test>", "exec")
     except BaseException as e:
         final("E test source does not compile: " + describe(e, "<test>"))
+    try:
+        prelude = compile(source[:split].decode("utf-8"), "<prompt>", "exec") if split else None
+    except BaseException as e:
+        final("E prompt does not compile: " + describe(e, "<prompt>"))
     wanted = sorted({n for n in names_of(code) if not hasattr(builtins, n) and n != "check"} | {entry})
     ns = {"__name__": "__test__", "__builtins__": builtins}
     try:
@@ -447,6 +468,14 @@ def test_main(cfg, pid, wfd, rfd, vfd):
         final("F bad message from candidate: " + short(e, 80))
     if manifest.get(entry) != ("func",):
         final("F entry point %r is not a function defined by the program" % entry)
+    if prelude is not None:
+        # The prompt's own definitions (helpers such as encode_cyclic that the test calls) replace whatever
+        # the candidate defined under those names; only the entry point stays the candidate's.
+        try:
+            exec(prelude, ns)
+        except BaseException as e:
+            final("E prompt failed at import: " + describe(e, "<prompt>"))
+        ns[entry] = proxy(entry)
     try:
         exec(code, ns)
         check = ns["check"]
@@ -510,6 +539,7 @@ def count_tasks(uid):
 
 LIBC = None
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x20000000
+CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
 
 
@@ -534,14 +564,18 @@ def exit_text(status):
     return "exit %d" % os.WEXITSTATUS(status)
 
 
-def isolate(cfg, vfd):
+def isolate(cfg, vfd, private=(b"/tmp",), unshared=False):
     """Per-sample mount (fresh /tmp and /proc), PID, IPC and UTS namespaces inside the worker's sandbox (whose
     network namespace, loopback only, holds nothing that outlives a sample's processes). Returns in the test
-    process; pid 1 of the new PID namespace stays behind as its init and reports how the test process ended."""
-    libc_call("unshare", CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)
+    process; pid 1 of the new PID namespace stays behind as its init and reports how the test process ended.
+    `private`: directories that get a fresh tmpfs; `unshared`: the caller already called unshare."""
+    if not unshared:
+        libc_call("unshare", CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)
     libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     opts = ("size=%d,mode=1777" % cfg["tmpfs"]).encode()
-    libc_call("mount", b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    for path in private:
+        if os.path.isdir(path):
+            libc_call("mount", b"tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV, opts)
     if os.fork():
         os._exit(0)  # the zygote's child leaves; its child is pid 1 of the new PID namespace
     libc_call("mount", b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -555,6 +589,81 @@ def isolate(cfg, vfd):
         if pid == test_pid:
             os.write(vfd, ("X %s\n" % exit_text(status)).encode())
             os._exit(0)
+
+
+def confine(cfg, vfd):
+    """rlimits mode: the strongest isolation this host grants without bubblewrap. Namespaces where we may create
+    them (root with CAP_SYS_ADMIN): those of `isolate` plus a network namespace, and fresh /tmp, /dev/shm and
+    /var/tmp, so nothing lands in the host's. Returns in the test process; sets cfg["tmp"] (the private /tmp
+    when there is one) and cfg["private_proc"]; returns what was achieved, for the report."""
+    try:
+        libc_call("unshare", CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET)
+    except OSError as e:
+        cfg["private_proc"] = False
+        return "no namespaces (unshare: %s)" % os.strerror(e.errno)
+    isolate(cfg, vfd, (b"/tmp", b"/dev/shm", b"/var/tmp"), unshared=True)
+    cfg["tmp"], cfg["private_proc"] = "/tmp", True
+    return "namespaces mount,pid,net,ipc,uts"
+
+
+# Landlock (Linux >= 5.13): unprivileged filesystem, TCP and signal/abstract-socket confinement of the candidate.
+LL_CREATE, LL_ADD_RULE, LL_RESTRICT = 444, 445, 446  # the same syscall numbers on every architecture
+LL_EXECUTE, LL_WRITE_FILE, LL_READ_FILE, LL_READ_DIR = 1, 2, 4, 8
+LL_TRUNCATE, LL_IOCTL_DEV = 1 << 14, 1 << 15
+LL_FS_BITS = {1: 13, 2: 14, 3: 15, 4: 15}  # handled filesystem rights per ABI (newer ABIs: 16)
+
+
+def syscall(nr, *args):
+    import ctypes
+    conv = [ctypes.c_long(a) if type(a) is int else a for a in args]
+    ret = libc().syscall(ctypes.c_long(nr), *conv)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "syscall %d: %s" % (nr, os.strerror(err)))
+    return ret
+
+
+def landlock_ruleset(cfg):
+    """A ruleset for the candidate: read and execute the interpreter, system libraries and venv only; anything
+    in its own tmp; /dev/null and friends; no TCP bind/connect (ABI >= 4); no signals to, and no abstract unix
+    sockets of, processes outside its domain (ABI >= 6), the test process included. Built before the uid
+    drop (the rule paths may be unreachable for the slot uid). Returns (fd or None, description)."""
+    import ctypes, struct
+    try:
+        abi = syscall(LL_CREATE, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    except OSError as e:
+        return None, "no landlock (%s)" % e.strerror.split(": ")[-1]
+    fs = (1 << LL_FS_BITS.get(abi, 16)) - 1
+    net, scoped = (3 if abi >= 4 else 0), (3 if abi >= 6 else 0)
+    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
+    fd = syscall(LL_CREATE, attr, 8 * (3 if scoped else 2 if net else 1), 0)
+    read = LL_EXECUTE | LL_READ_FILE | LL_READ_DIR
+    file_rights = (LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV) & fs
+    rules = [(p, read) for p in cfg["read_roots"]] + [(cfg["tmp"], fs), ("/etc/ld.so.cache", LL_READ_FILE)]
+    rules += [(d, LL_READ_FILE | LL_WRITE_FILE) for d in ("/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/random")]
+    if cfg["private_proc"]:  # our own PID namespace's /proc shows only this sample's processes
+        rules.append(("/proc", LL_READ_FILE | LL_READ_DIR))
+    for path, rights in rules:
+        try:
+            pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.fstat(pfd).st_mode & 0o170000 != 0o040000:  # not a directory: file rights only
+                rights &= file_rights
+            rule = ctypes.create_string_buffer(struct.pack("=Qi", rights & fs, pfd))  # packed path_beneath_attr
+            syscall(LL_ADD_RULE, fd, 1, rule, 0)  # LANDLOCK_RULE_PATH_BENEATH
+        finally:
+            os.close(pfd)
+    scope = ", signals and abstract sockets scoped" if scoped else ""
+    return fd, "landlock ABI %d (filesystem%s%s)" % (abi, ", TCP" if net else "", scope)
+
+
+def landlock_restrict(fd):
+    """Candidate process: enter the ruleset (irrevocable, inherited by everything it starts)."""
+    libc_call("prctl", 38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, required by landlock_restrict_self
+    syscall(LL_RESTRICT, fd, 0)
+    os.close(fd)
 
 
 def setup(cfg):
@@ -574,6 +683,8 @@ def setup(cfg):
         (resource.RLIMIT_CORE, (0, 0)),
     ):
         resource.setrlimit(res, val)
+    if cfg["confine"]:
+        cfg["landlock"], cfg["isolation"] = landlock_ruleset(cfg)
     if uid is not None:
         drop_privileges(uid)  # changing uid makes the process non-dumpable when fs.suid_dumpable is 0
     if uid is None or cfg["suid_dumpable"] != 0:
@@ -588,14 +699,22 @@ def sample(cfg, vfd, isolated):
     try:
         if isolated:
             isolate(cfg, vfd)
+            isolation = "bubblewrap"
+        else:
+            namespaces = confine(cfg, vfd) if cfg["confine"] else "no namespaces"
         setup(cfg)
+        if not isolated:
+            who = "uid %d" % cfg["uid"] if cfg["uid"] is not None else "host uid %d" % os.getuid()
+            isolation = "rlimits: %s, %s, %s" % (namespaces, cfg.get("isolation", "no landlock"), who)
     except Exception as e:
         os.write(vfd, ("E sandbox setup failed: %s\n" % short(e)).encode())
         os._exit(1)
+    os.write(vfd, ("I %s\n" % isolation).encode())
     libc_call("prctl", 36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the candidate's orphans stay ours to kill
     call_r, call_w = os.pipe()
     reply_r, reply_w = os.pipe()
     program = cfg.pop("program")
+    ruleset = cfg.pop("landlock", None)
     pid = os.fork()
     if pid == 0:
         os.close(vfd)
@@ -603,8 +722,16 @@ def sample(cfg, vfd, isolated):
         os.open(os.devnull, os.O_RDONLY)  # fd 0 again; the test source stays unreadable for A
         os.close(call_w)
         os.close(reply_r)
+        if ruleset is not None:
+            try:
+                landlock_restrict(ruleset)
+            except BaseException as e:  # fail closed: never run the candidate less confined than reported
+                send(reply_w, ("load_error", "sandbox confinement failed: " + short(e)))
+                os._exit(0)
         candidate_main(program, call_r, reply_w)
         os._exit(0)
+    if ruleset is not None:
+        os.close(ruleset)
     del program
     os.close(call_r)
     os.close(reply_w)
@@ -752,6 +879,13 @@ def _bind_roots() -> list[str]:
     return roots
 
 
+@functools.cache
+def _read_roots() -> list[str]:
+    """What a candidate may read in rlimits mode (Landlock): the bubblewrap binds plus the top-level lib dirs."""
+    tops = [os.path.realpath(p) for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")]
+    return sorted({*_bind_roots(), *(p for p in tops if os.path.isdir(p))} - {"/"})
+
+
 def _bwrap_argv(tmpfs_bytes: int, zygote: bool = False) -> list[str]:
     """bubblewrap command line; a zygote keeps CAP_SYS_ADMIN to give each sample its own namespaces."""
     caps = ["--cap-add", "CAP_SYS_ADMIN"] if zygote else []
@@ -840,7 +974,8 @@ def _resolve_mode(warn_once: bool) -> Mode:
     if choice == "rlimits":
         mode: Mode = "rlimits"
         _warn(
-            f"{ENV_VAR}=rlimits: sandbox falls back to rlimits only (no filesystem/network/PID isolation)",
+            f"{ENV_VAR}=rlimits: sandbox without bubblewrap (rlimits, plus namespaces and Landlock where "
+            "this host allows them; the isolation achieved is logged and reported per sample)",
             warn_once,
         )
     else:
@@ -850,7 +985,11 @@ def _resolve_mode(warn_once: bool) -> Mode:
         if choice != "auto":
             raise GenbenchError(f"{ENV_VAR}={choice} but bubblewrap is unusable: {problem}")
         mode = "rlimits"
-        _warn(f"bubblewrap unusable ({problem}); sandbox falls back to rlimits only", warn_once)
+        _warn(
+            f"bubblewrap unusable ({problem}); sandbox falls back to rlimits (plus namespaces and Landlock "
+            "where this host allows them)",
+            warn_once,
+        )
     if not _is_root():
         _warn(
             "rlimits sandbox without root: candidates run as the host user (no privilege separation)",
@@ -883,9 +1022,14 @@ def _suid_dumpable() -> int:
         return -1
 
 
-def _result(status: str, reason: str, start: float) -> SandboxResult:
+def _result(status: str, reason: str, start: float, isolation: str = "") -> SandboxResult:
     reason = " ".join(reason.split())
-    return SandboxResult(status=status, reason=reason[:200], duration_s=round(time.monotonic() - start, 4))
+    return SandboxResult(
+        status=status,
+        reason=reason[:200],
+        duration_s=round(time.monotonic() - start, 4),
+        isolation=isolation,
+    )
 
 
 def _reap_uid(uid: int) -> None:
@@ -902,11 +1046,20 @@ _QUIET = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": s
 
 
 def _config(
-    program: str, entry_point: str, limits: SandboxLimits, mode: Mode, uid: int | None, tmp: str
+    program: str,
+    entry_point: str,
+    limits: SandboxLimits,
+    mode: Mode,
+    uid: int | None,
+    tmp: str,
+    prelude_len: int = 0,
 ) -> dict:
     return {
         "uid": uid,
         "tmp": tmp,
+        "confine": mode == "rlimits",
+        "read_roots": _read_roots(),
+        "prelude_len": prelude_len,
         "tmpfs": 4 * limits.file_size_mb << 20,
         "userns": mode == "bubblewrap",
         "suid_dumpable": _suid_dumpable(),
@@ -993,7 +1146,9 @@ class _Seat:
             self.close()
             raise OSError(f"sandbox worker failed to start: {_first_line(proc)}")
 
-    def run(self, program: str, test: str, entry_point: str, limits: SandboxLimits) -> SandboxResult:
+    def run(
+        self, program: str, test: str, entry_point: str, limits: SandboxLimits, prelude: str = ""
+    ) -> SandboxResult:
         start = time.monotonic()
         workdir = None
         if self.mode == "rlimits":
@@ -1001,15 +1156,18 @@ class _Seat:
             if self.slot.uid is not None:
                 os.chown(workdir, self.slot.uid, self.slot.uid)
         try:
-            cfg = _config(program, entry_point, limits, self.mode, self.slot.uid, workdir or "/tmp")
-            test_bytes = test.encode("utf-8", "surrogatepass")
+            prelude_bytes = prelude.encode("utf-8", "surrogatepass")
+            cfg = _config(
+                program, entry_point, limits, self.mode, self.slot.uid, workdir or "/tmp", len(prelude_bytes)
+            )
+            test_bytes = prelude_bytes + test.encode("utf-8", "surrogatepass")
             if self.slot.uid is None:
                 result, dirty = self._run_process(cfg, test_bytes, limits, start, workdir)
             else:
                 result, dirty = self._run_forked(cfg, test_bytes, limits, start)
         finally:
             if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
+                _remove_tree(workdir)
         if dirty:
             self.close()
             _drain(self.slot)
@@ -1081,6 +1239,43 @@ class _Seat:
                 with contextlib.suppress(OSError):
                     stream.close()
             os.close(vr)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a sample's working directory, including what the candidate made unwritable (chmod 000 dirs)."""
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    for root, dirs, _ in os.walk(path):  # top-down: each directory is opened up before it is entered
+        for name in dirs:
+            if not os.path.islink(os.path.join(root, name)):
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, name), 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        _warn(f"sandbox working directory {path} could not be removed", once=False)
+
+
+_last_isolation = ""
+
+
+def last_isolation() -> str:
+    """What confined the most recent sample in this process ("" before any ran)."""
+    return _last_isolation
+
+
+def _note_isolation(isolation: str) -> None:
+    """Log, once per distinct value, what confined the candidates (the mode that actually ran)."""
+    global _last_isolation
+    if isolation:
+        _last_isolation = isolation
+    if isolation and f"isolation:{isolation}" not in _warned:
+        _warned.add(f"isolation:{isolation}")
+        log.info("sandbox isolation: %s", isolation)
 
 
 def _first_line(proc: subprocess.Popen) -> str:
@@ -1159,41 +1354,53 @@ def _supervise(
     lines = verdict.decode("utf-8", "replace").splitlines() if verdict.endswith(b"\n") else []
     codes = [ln for ln in lines if ln[:1] in ("P", "F", "T", "E") and ln[1:2] in ("", " ")]
     code, _, reason = (codes[-1] if codes else "").partition(" ")
+    isolation = next((ln[2:] for ln in lines if ln.startswith("I ")), "")
+    _note_isolation(isolation)
+    result = functools.partial(_result, start=start, isolation=isolation)
     dirty = timed_out or exceeded or not codes or "L" in lines
     if timed_out:
-        return _result("timeout", f"wall-clock timeout {limits.timeout_s:g}s", start), dirty
+        return result("timeout", f"wall-clock timeout {limits.timeout_s:g}s"), dirty
     if exceeded:
-        return _result("failed", f"output exceeded {limits.max_output_kb} KiB", start), dirty
+        return result("failed", f"output exceeded {limits.max_output_kb} KiB"), dirty
     if not lines or lines[0] != "R":
         first = head.decode("utf-8", "replace").strip().splitlines()
         why = first[0] if first else f"exit {proc.returncode if proc else '?'}"
-        return _result("error", f"sandbox failed to start: {why}", start), dirty
+        return result("error", f"sandbox failed to start: {why}"), dirty
     if code == "P":
-        return _result("passed", "all tests passed", start), dirty
+        return result("passed", "all tests passed"), dirty
     if code in ("F", "T", "E"):
-        return _result({"F": "failed", "T": "timeout", "E": "error"}[code], reason, start), dirty
+        return result({"F": "failed", "T": "timeout", "E": "error"}[code], reason), dirty
     ends = [ln[2:] for ln in lines if ln.startswith("X ")]
     rc = proc.returncode if proc is not None else None
     how = ends[-1] if ends else (f"killed by {signal.Signals(-rc).name}" if rc and rc < 0 else f"exit {rc}")
-    return _result("failed", f"test harness died before a verdict ({how})", start), dirty
+    return result("failed", f"test harness died before a verdict ({how})"), dirty
 
 
 def run_tests(
-    program: str, test: str, entry_point: str, limits: SandboxLimits | None = None
+    program: str,
+    test: str,
+    entry_point: str,
+    limits: SandboxLimits | None = None,
+    prelude: str = "",
 ) -> SandboxResult:
-    """Run ``check(entry_point)`` from ``test`` against ``program`` in a fresh sandbox."""
+    """Run ``check(entry_point)`` from ``test`` against ``program`` in a fresh sandbox.
+
+    ``prelude`` (a HumanEval-style item's prompt) runs on the test side, after the candidate loaded: its
+    definitions, e.g. the ``encode_cyclic`` helper a test calls, are the item's own, not the candidate's."""
     limits = limits or SandboxLimits()
     if not entry_point.isidentifier():
         return _result("error", f"invalid entry point {entry_point!r}", time.monotonic())
     mode = _resolve_mode(warn_once=True)
     with _slot() as slot, _Seat(mode, slot) as seat:
-        return seat.run(program, test, entry_point, limits)
+        return seat.run(program, test, entry_point, limits, prelude)
 
 
 def run_many(
-    items: Iterable[tuple[str, str, str]], limits: SandboxLimits | None = None, workers: int | None = None
+    items: Iterable[tuple[str, str, str] | tuple[str, str, str, str]],
+    limits: SandboxLimits | None = None,
+    workers: int | None = None,
 ) -> list[SandboxResult]:
-    """run_tests over (program, test, entry_point) items in parallel; results keep the input order."""
+    """run_tests over (program, test, entry_point[, prelude]) items in parallel, keeping the input order."""
     items = list(items)
     if not items:
         return []
@@ -1205,13 +1412,13 @@ def run_many(
         for _ in range(workers):
             seats.put(stack.enter_context(_Seat(mode, stack.enter_context(_slot()))))
 
-        def one(item: tuple[str, str, str]) -> SandboxResult:
-            program, test, entry_point = item
+        def one(item: tuple[str, ...]) -> SandboxResult:
+            program, test, entry_point, *rest = item
             if not entry_point.isidentifier():
                 return _result("error", f"invalid entry point {entry_point!r}", time.monotonic())
             seat = seats.get()
             try:
-                return seat.run(program, test, entry_point, limits)
+                return seat.run(program, test, entry_point, limits, *rest)
             finally:
                 seats.put(seat)
 

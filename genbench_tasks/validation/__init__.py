@@ -1,4 +1,5 @@
-"""Dataset validation: Great Expectations suites per dataset, cross-split leak/contamination checks, reports.
+"""Dataset validation: manifest integrity, Great Expectations suites and row checks per dataset, reference
+solutions in the sandbox, cross-split leak/contamination/near-duplicate checks, reports.
 
 Great Expectations is imported only when a validation runs (the Airflow DAG imports this package).
 """
@@ -6,10 +7,12 @@ Great Expectations is imported only when a validation runs (the Airflow DAG impo
 from genbench_tasks.validation.contamination import (
     TextItem,
     heldout_leak_check,
+    near_duplicate_check,
     ngram_contamination_check,
     normalize_prompt,
     word_tokens,
 )
+from genbench_tasks.validation.manifest import check_manifest
 from genbench_tasks.validation.report import (
     CrossCheckResult,
     DatasetResult,
@@ -25,7 +28,9 @@ __all__ = [
     "TextItem",
     "ValidationReport",
     "expected_rows",
+    "check_manifest",
     "heldout_leak_check",
+    "near_duplicate_check",
     "ngram_contamination_check",
     "normalize_prompt",
     "read_dataset",

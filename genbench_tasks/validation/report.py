@@ -53,6 +53,7 @@ class ValidationReport(BaseModel):
     cross_checks: list[CrossCheckResult]
     report_path: Path
     html_dir: Path | None = None
+    sandbox: str | None = None  # the isolation that ran the reference solutions (None: no code datasets)
 
     def failures(self) -> list[tuple[str, FailedExpectation]]:
         """(where, failure) pairs over datasets and cross-checks, in report order."""
@@ -96,6 +97,8 @@ class ValidationReport(BaseModel):
         for check in self.cross_checks:
             if check.success:
                 lines.append(f"  cross-check {check.name}: ok ({_clip(check.details, 200)})")
+        if self.sandbox:
+            lines.append(f"  reference solutions ran in the sandbox: {self.sandbox}")
         lines.append(f"report: {self.report_path}")
         if self.html_dir is not None:
             lines.append(f"data docs: {self.html_dir / 'index.html'}")

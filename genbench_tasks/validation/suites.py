@@ -86,11 +86,12 @@ def arrow_schema_failures(actual: pa.Schema, expected: pa.Schema) -> list[Failed
     return [FailedExpectation(expectation="arrow_schema_matches", details=", ".join(problems))]
 
 
-def _user_text(messages: list[dict] | None, role: str) -> str | None:
-    if not messages:
+def _user_text(messages: object, role: str) -> str | None:
+    """The last `role` message's text; None for anything malformed (the row checks say what)."""
+    if not isinstance(messages, list):
         return None
-    texts = [m.get("content") for m in messages if m and m.get("role") == role]
-    return texts[-1] if texts else None
+    texts = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == role]
+    return texts[-1] if texts and isinstance(texts[-1], str) else None
 
 
 def flatten_rl(table: pa.Table) -> pd.DataFrame:
@@ -102,7 +103,9 @@ def flatten_rl(table: pa.Table) -> pd.DataFrame:
             messages = column.to_pylist()
             cols["system_text"] = pa.array([_user_text(m, "system") for m in messages], pa.string())
             cols["prompt_text"] = pa.array([_user_text(m, "user") for m in messages], pa.string())
-            cols["n_messages"] = pa.array([len(m) if m is not None else None for m in messages], pa.int64())
+            cols["n_messages"] = pa.array(
+                [len(m) if isinstance(m, list) else None for m in messages], pa.int64()
+            )
         elif name in _STRUCT_FIELDS and pa.types.is_struct(column.type):
             struct = column.combine_chunks()
             children = dict(zip([f.name for f in struct.type], struct.flatten(), strict=True))

@@ -1,23 +1,49 @@
-"""`validate_dataset_dir`: structural checks, per-dataset GX suites, cross-split checks, JSON + HTML report."""
+"""`validate_dataset_dir`: manifest and structural checks, GX suites and row checks per dataset, reference
+solutions in the sandbox, cross-split checks, JSON + HTML report."""
 
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from genbench_tasks.data.build import RL_SCHEMA, SFT_SCHEMA, DatasetEntry, load_manifest, sha256_file
+from genbench_tasks.data.build import (
+    RL_SCHEMA,
+    SFT_SCHEMA,
+    DatasetEntry,
+    DatasetManifest,
+    load_manifest,
+    sha256_file,
+)
 from genbench_tasks.errors import DataValidationError, GenbenchError
-from genbench_tasks.families import get_family
+from genbench_tasks.families import all_families, get_family
 from genbench_tasks.profiles import Profile
-from genbench_tasks.validation.contamination import TextItem, heldout_leak_check, ngram_contamination_check
-from genbench_tasks.validation.report import REPORT_NAME, DatasetResult, ValidationReport
-
-if TYPE_CHECKING:
-    import pandas as pd
+from genbench_tasks.validation.contamination import (
+    TextItem,
+    heldout_leak_check,
+    near_duplicate_check,
+    ngram_contamination_check,
+)
+from genbench_tasks.validation.manifest import check_manifest
+from genbench_tasks.validation.report import (
+    MAX_SAMPLE_ROWS,
+    REPORT_NAME,
+    CrossCheckResult,
+    DatasetResult,
+    ValidationReport,
+)
+from genbench_tasks.validation.rows import (
+    RowChecks,
+    add_reference_results,
+    check_rl,
+    check_sft,
+    invalid_utf8,
+    utf8_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +81,10 @@ def read_dataset(data_dir: Path, entry: DatasetEntry) -> pa.Table:
             f"{path}: sha256 {digest[:12]} does not match datasets.json ({entry.sha256[:12]}); "
             "the file changed after the build, rebuild with `genbench data build`"
         )
+    if table.num_rows != entry.rows:
+        raise GenbenchError(
+            f"{path}: {table.num_rows} rows, but datasets.json entry {entry.name} says rows={entry.rows}"
+        )
     expected = FORMATS[entry.format]
     missing = [name for name in expected.names if name not in table.column_names]
     if missing:
@@ -81,20 +111,6 @@ def expected_rows(profile: Profile | None, entry: DatasetEntry) -> tuple[int, in
     return low, generated + sum(c.limit or 0 for c in custom)
 
 
-def _text_items(name: str, fmt: str, df: pd.DataFrame) -> list[TextItem]:
-    prompt_col, answer_col = ("prompt_text", "reference") if fmt == "rl" else ("prompt", "response")
-    if prompt_col not in df.columns:
-        return []
-    ids = df["id"] if "id" in df.columns else df["row"].map(lambda r: f"row{r}")
-    answers = df[answer_col] if answer_col in df.columns else [None] * len(df)
-    out = []
-    for id_, prompt, answer in zip(ids, df[prompt_col], answers, strict=True):
-        if isinstance(prompt, str):
-            texts = (prompt, answer) if isinstance(answer, str) else (prompt,)
-            out.append(TextItem(name, str(id_), texts))
-    return out
-
-
 def validate_dataset_dir(
     data_dir: str | Path,
     profile: Profile | None = None,
@@ -102,26 +118,47 @@ def validate_dataset_dir(
     raise_on_failure: bool = False,
     *,
     build_html: bool = True,
+    workers: int | None = None,
 ) -> ValidationReport:
     """Validate every dataset listed in DATA_DIR/datasets.json and the cross-split invariants.
 
     Writes `validation_report.json` and (with `build_html`) GX data docs under `report_dir/html`
-    (default report_dir: DATA_DIR/validation). Structural problems (missing manifest or file, unreadable,
-    malformed or empty parquet, sha256 mismatch, missing columns) raise GenbenchError before any GX work;
-    data problems (types, extra columns, nulls, duplicates, lengths, data_source, row counts, leaks,
-    contamination) are recorded in the report and raise DataValidationError only with `raise_on_failure`.
+    (default report_dir: DATA_DIR/validation, created first). Structural problems (missing or malformed
+    manifest, an entry inconsistent with the registry, the layout or another entry, a missing, unreadable,
+    malformed, empty or changed file, row counts or columns that differ from the manifest) raise GenbenchError
+    before any GX work. Data problems are recorded in the report and raise DataValidationError only with
+    `raise_on_failure`: GX suites (types, nulls, duplicates, lengths, data_source, row counts), row checks
+    (every message, control characters, blank texts, code ground truth, reference solutions run in the
+    sandbox with `workers` processes), and cross-split checks (leaks, n-gram contamination, near-duplicates,
+    ids across splits, the held-out family present).
     """
     data_dir = Path(data_dir)
     manifest = load_manifest(data_dir)
     if not manifest.datasets:
         raise GenbenchError(f"{data_dir}/datasets.json lists no datasets")
-    loaded = [(entry, get_family(entry.family), read_dataset(data_dir, entry)) for entry in manifest.datasets]
-
+    check_manifest(data_dir, manifest)
     report_dir = Path(report_dir) if report_dir is not None else data_dir / "validation"
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GenbenchError(f"cannot write to {report_dir}: {exc.strerror or exc}") from exc
+    loaded = [(entry, get_family(entry.family), read_dataset(data_dir, entry)) for entry in manifest.datasets]
+
+    row_checks: dict[str, RowChecks] = {}
+    undecodable: dict[str, list] = {}
+    for entry, family, table in loaded:
+        found = invalid_utf8(table)
+        if found:
+            undecodable[entry.name] = utf8_failure(table, found)
+        elif entry.format == "rl":
+            row_checks[entry.name] = check_rl(entry.name, family, entry.split, table)
+        else:
+            row_checks[entry.name] = check_sft(entry.name, entry.split, table)
+
+    # Reference solutions run in the sandbox while the GX suites run here.
+    jobs = [job.job for checks in row_checks.values() for job in checks.code_jobs]
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
+    references = pool.submit(_run_references, jobs, workers) if jobs else None
 
     from genbench_tasks.validation.suites import (
         GXRunner,
@@ -132,55 +169,69 @@ def validate_dataset_dir(
     )
 
     html_dir = report_dir / "html" if build_html else None
-    runner = GXRunner(html_dir)
-    results: list[DatasetResult] = []
-    training: list[TextItem] = []
-    seen_training: set[tuple[str, ...]] = set()
-    eval_prompts: dict[tuple[str, str], list[TextItem]] = {}
-    heldout_texts: dict[tuple[str, str], list[TextItem]] = {}
-    for entry, family, table in loaded:
-        df = flatten_rl(table) if entry.format == "rl" else flatten_sft(table)
-        min_rows, max_rows = expected_rows(profile, entry)
-        expectations = build_expectations(entry.format, family, entry.split, df, min_rows, max_rows)
-        n_evaluated, failed = runner.run(entry.name, df, expectations)
-        failed = arrow_schema_failures(table.schema, FORMATS[entry.format]) + failed
-        results.append(
-            DatasetResult(
-                name=entry.name,
-                path=entry.path,
-                family=entry.family,
-                split=entry.split,
-                format=entry.format,
-                rows=table.num_rows,
-                success=not failed,
-                expectations_evaluated=n_evaluated + 1,
-                failed_expectations=failed,
+    try:
+        runner = GXRunner(html_dir)
+        results: list[DatasetResult] = []
+        for entry, family, table in loaded:
+            if entry.name in undecodable:
+                n_evaluated, failed = 1, undecodable[entry.name]
+            else:
+                df = flatten_rl(table) if entry.format == "rl" else flatten_sft(table)
+                min_rows, max_rows = expected_rows(profile, entry)
+                expectations = build_expectations(entry.format, family, entry.split, df, min_rows, max_rows)
+                n_evaluated, failed = runner.run(entry.name, df, expectations)
+                failed = arrow_schema_failures(table.schema, FORMATS[entry.format]) + failed
+                n_evaluated += 1 + len(row_checks[entry.name].checks)
+            results.append(
+                DatasetResult(
+                    name=entry.name,
+                    path=entry.path,
+                    family=entry.family,
+                    split=entry.split,
+                    format=entry.format,
+                    rows=table.num_rows,
+                    success=not failed,
+                    expectations_evaluated=n_evaluated,
+                    failed_expectations=failed,
+                )
             )
+        outcomes, seconds = references.result() if references is not None else ([], 0.0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    sandbox = outcomes[0].isolation if outcomes else None
+    if outcomes:
+        passed = sum(o.passed for o in outcomes)
+        log.info(
+            "reference solutions: %d/%d pass their tests (%.1fs, sandbox: %s)",
+            passed,
+            len(outcomes),
+            seconds,
+            sandbox,
         )
-        log.info("validated %s: %s", entry.name, "ok" if not failed else f"{len(failed)} failed expectations")
-        items = _text_items(entry.name, entry.format, df)
-        if entry.split == "train":  # RL and SFT training texts, each distinct text pair once
-            fresh = [i for i in items if i.texts not in seen_training]
-            seen_training.update(i.texts for i in fresh)
-            training.extend(fresh)
-            continue
-        # Held-out side: one copy per (family, split); prefer the RL file, fall back to SFT.
-        key = (entry.family, entry.split)
-        if entry.format == "rl" or key not in eval_prompts:
-            eval_prompts[key] = items
-            if family.role == "heldout":
-                heldout_texts[key] = items
+    offset = 0
+    for checks in row_checks.values():
+        n = len(checks.code_jobs)
+        add_reference_results(checks, outcomes[offset : offset + n])
+        offset += n
+    for result in results:
+        if result.name in row_checks:
+            result.failed_expectations += row_checks[result.name].failures()
+            result.success = not result.failed_expectations
+        log.info(
+            "validated %s: %s",
+            result.name,
+            "ok" if result.success else f"{len(result.failed_expectations)} failed expectations",
+        )
 
+    training, eval_prompts, heldout_prompts = _cross_split_items(loaded, row_checks)
     ngram = profile.data.contamination_ngram if profile else 13
     max_fraction = profile.data.contamination_max_fraction if profile else 0.0
     cross = [
         heldout_leak_check(training, [i for items in eval_prompts.values() for i in items]),
-        ngram_contamination_check(
-            training,
-            [i for items in heldout_texts.values() for i in items],
-            n=ngram,
-            max_fraction=max_fraction,
-        ),
+        ngram_contamination_check(training, heldout_prompts, n=ngram, max_fraction=max_fraction),
+        near_duplicate_check(training, heldout_prompts, max_fraction=max_fraction),
+        ids_unique_across_splits(loaded, row_checks),
+        heldout_family_present(manifest, profile),
     ]
     report = ValidationReport(
         success=all(r.success for r in results) and all(c.success for c in cross),
@@ -190,8 +241,109 @@ def validate_dataset_dir(
         cross_checks=cross,
         report_path=report_dir / REPORT_NAME,
         html_dir=html_dir if html_dir is not None and (html_dir / "index.html").is_file() else None,
+        sandbox=sandbox,
     )
     report.write()
     if raise_on_failure and not report.success:
         raise DataValidationError(report.one_line(), report=report.model_dump(mode="json"))
     return report
+
+
+def _run_references(jobs: list[tuple[str, str, str, str]], workers: int | None) -> tuple[list, float]:
+    """Sandbox results of the reference jobs, in order, and the seconds they took."""
+    from genbench_tasks.scoring.sandbox import run_many
+
+    started = time.monotonic()
+    results = run_many(jobs, workers=workers)
+    return results, time.monotonic() - started
+
+
+def _cross_split_items(loaded, row_checks: dict[str, RowChecks]):
+    """Training texts (each distinct text tuple once), held-out prompts per (family, split) (the RL file when
+    there is one, else the SFT file), and the held-out-family subset."""
+    training: list[TextItem] = []
+    seen_training: set[tuple[str, ...]] = set()
+    eval_prompts: dict[tuple[str, str], list[TextItem]] = {}
+    heldout: dict[tuple[str, str], list[TextItem]] = {}
+    for entry, family, _ in loaded:
+        if entry.name not in row_checks:
+            continue
+        items = row_checks[entry.name].items
+        if entry.split == "train":
+            fresh = [i for i in items if i.texts not in seen_training]
+            seen_training.update(i.texts for i in fresh)
+            training.extend(fresh)
+            continue
+        key = (entry.family, entry.split)
+        if entry.format == "rl" or key not in eval_prompts:
+            eval_prompts[key] = items
+            if family.role == "heldout":
+                heldout[key] = items
+    return training, eval_prompts, [i for items in heldout.values() for i in items]
+
+
+def ids_unique_across_splits(loaded, row_checks: dict[str, RowChecks]) -> CrossCheckResult:
+    """An id names one item: within a family (and format) it appears in one split only."""
+    first_seen: dict[tuple[str, str, str], str] = {}
+    clashes: list[dict] = []
+    n_ids = 0
+    for entry, _, _ in loaded:
+        checks = row_checks.get(entry.name)
+        if checks is None:
+            continue
+        for item in checks.items:
+            if item.id.startswith("row") and item.id[3:].isdigit():
+                continue  # no usable id (reported by the suites)
+            key = (entry.family, entry.format, item.id)
+            n_ids += 1
+            other = first_seen.setdefault(key, entry.name)
+            if other != entry.name:
+                clashes.append({"id": item.id, "dataset": entry.name, "also_in": other})
+    details = (
+        f"{len(clashes)} ids appear in more than one split of their family "
+        f"(e.g. {clashes[0]['id']} in {clashes[0]['also_in']} and {clashes[0]['dataset']})"
+        if clashes
+        else f"all {n_ids} ids are unique across the splits of their family"
+    )
+    return CrossCheckResult(
+        name="ids_unique_across_splits",
+        success=not clashes,
+        details=details,
+        stats={"ids": n_ids, "clashes": len(clashes)},
+        sample_offending_rows=clashes[:MAX_SAMPLE_ROWS],
+    )
+
+
+def heldout_family_present(manifest: DatasetManifest, profile: Profile | None) -> CrossCheckResult:
+    """Training data needs a held-out family's test split (else the leak and contamination checks pass
+    trivially and the nightly measures no generalisation); with a profile, every dataset it builds is present."""
+    present = {(e.family, e.split, e.format) for e in manifest.datasets}
+    training = sorted({e.family for e in manifest.datasets if e.role == "train" and e.split == "train"})
+    heldout = sorted({e.family for e in manifest.datasets if e.role == "heldout" and e.format == "rl"})
+    problems = []
+    if training and not heldout:
+        registered = sorted(f.name for f in all_families() if f.role == "heldout")
+        problems.append(
+            f"training families {training} but no held-out family test split (expected one of {registered})"
+        )
+    missing = []
+    if profile is not None:
+        for name in profile.data.families:
+            sizes = profile.data.sizes.get(name)
+            for split in ("train", "val", "test"):
+                if sizes is not None and getattr(sizes, split) > 0:
+                    missing += [f"{name}/{split}" + ("" if f == "rl" else ".sft") for f in ("rl", "sft")
+                                if (name, split, f) not in present]  # fmt: skip
+        if missing:
+            problems.append(f"profile {profile.name} builds {missing}, missing from datasets.json")
+    details = "; ".join(problems) or (
+        f"held-out families {heldout} present alongside training families {training}"
+        if training
+        else "no training families"
+    )
+    return CrossCheckResult(
+        name="heldout_family_present",
+        success=not problems,
+        details=details,
+        stats={"training_families": training, "heldout_families": heldout, "missing": missing},
+    )
