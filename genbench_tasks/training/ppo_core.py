@@ -104,7 +104,16 @@ def resume_key(profile: Profile, verl_version: str, seed: int) -> str:
     config["profile"]["ppo"] = {
         k: v for k, v in config["profile"]["ppo"].items() if k not in ("steps", "save_freq")
     }
-    for key in ("name", "description", "verl_versions", "seeds", "baseline_version", "eval", "cluster"):
+    for key in (
+        "name",
+        "description",
+        "verl_versions",
+        "seeds",
+        "baseline_version",
+        "baselines",
+        "eval",
+        "cluster",
+    ):
         config["profile"].pop(key, None)
     return sha256_json(config)[:16]
 
