@@ -67,7 +67,8 @@ RUN pip install --no-cache-dir "verl[vllm]==${VERL_VERSION}" "ray[default]==${RA
 
 # The project last, so code changes rebuild only this layer. verl and ray are repeated so the resolver keeps
 # the pins above instead of moving them for the project's looser ranges. The source tree is removed so jobs
-# import the installed package only.
+# import the installed package only. The train extra brings trl==1.12.0: the trl-ppo baseline runs in these
+# images too (docs/trl-baseline.md).
 COPY pyproject.toml README.md /opt/genbench/
 COPY genbench_tasks /opt/genbench/genbench_tasks
 RUN pip install --no-cache-dir "/opt/genbench[train,eval]" "verl[vllm]==${VERL_VERSION}" "ray[default]==${RAY_VERSION}" \

@@ -110,6 +110,10 @@ class Profile(_Strict):
     verl_versions: list[str] = ["0.9.1"]
     seeds: list[int] = [0, 1, 2, 3, 4]
     baseline_version: str | None = None
+    # Study rows trained once per seed beside the verl rows (not per verl version): "sft" is the SFT warm
+    # start itself, "trl-ppo" a TRL PPO run from it (genbench_tasks.training.trl_ppo; its knobs live in
+    # extra["trl_ppo"], see docs/trl-baseline.md).
+    baselines: list[Literal["sft", "trl-ppo"]] = ["sft", "trl-ppo"]
     data: DataSettings = DataSettings()
     model: ModelSettings = ModelSettings()
     sft: SFTSettings = SFTSettings()

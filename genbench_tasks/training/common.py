@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -20,6 +21,8 @@ import torch
 from pydantic import BaseModel
 
 from genbench_tasks.errors import GenbenchError
+
+log = logging.getLogger(__name__)
 
 
 class RLRow(BaseModel):
@@ -97,6 +100,28 @@ def training_families(profile, data_dir: str | Path) -> list[str]:
     if not families:
         raise GenbenchError(f"{data_dir}: no training family with a train split")
     return families
+
+
+def training_prompts(
+    profile, data_dir: str | Path, tokenizer, max_samples: int | None = None
+) -> list[tuple[RLRow, list[int]]]:
+    """The PPO prompt pool: (row, chat-templated prompt ids) of every training family's train split that
+    fits `ppo.max_prompt_length`; `max_samples` caps it with a pick seeded by the *data* seed (the same
+    pool for every PPO seed and backend)."""
+    from genbench_tasks.training.sampling import encode_chat
+
+    limit = profile.ppo.max_prompt_length
+    rows = [r for f in training_families(profile, data_dir) for r in load_rl_rows(data_dir, f, "train")]
+    encoded = [(r, encode_chat(tokenizer, r.messages)) for r in rows]
+    pool = [(r, ids) for r, ids in encoded if len(ids) <= limit]
+    if len(pool) < len(encoded):
+        log.warning("dropped %d prompts longer than max_prompt_length=%d", len(encoded) - len(pool), limit)
+    if not pool:
+        raise GenbenchError("no training prompt fits max_prompt_length")
+    if max_samples is not None and max_samples < len(pool):
+        keep = torch.randperm(len(pool), generator=generator(profile.data.seed, "train-pool"))[:max_samples]
+        pool = [pool[i] for i in sorted(keep.tolist())]
+    return pool
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import resource
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,19 +36,32 @@ from genbench_tasks.training.common import (
     commit_dir,
     deterministic_torch,
     generator,
-    load_rl_rows,
     seed_everything,
-    training_families,
+    training_prompts,
     write_json,
+)
+from genbench_tasks.training.outputs import (
+    MANIFEST_FILE,
+    METRICS_FILE,
+    VERSIONED_PACKAGES,
+    TrainResult,
+    datasets_record,
+    deterministic_metrics,
+    git_revision,
+    hostname,
+    peak_rss_mb,
+    read_metrics,
+    resolve_init,
+    reward_first_last,
+    save_checkpoint,
+    sft_record,
+    sha256_json,
 )
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-MANIFEST_FILE = "manifest.json"
 STATE_DIR = "state"
 STATE_MARKER = "state.json"
-TIMING_KEYS = ("step_time",)  # the only non-deterministic metric fields
 
 
 class CoreSettings(BaseModel):
@@ -74,22 +84,6 @@ class CoreSettings(BaseModel):
     threads: int = 1  # torch intra-op threads (part of the determinism contract)
 
 
-class TrainResult(BaseModel):
-    run_dir: str
-    checkpoint: str
-    metrics_path: str
-    manifest_path: str
-    sft_checkpoint: str
-    verl_version: str
-    seed: int
-    steps: int
-    resumed_from_step: int | None
-    reward_first: float
-    reward_last: float
-    wall_time_s: float
-    peak_rss_mb: float
-
-
 def core_settings(profile: Profile) -> CoreSettings:
     return CoreSettings.model_validate(profile.extra.get("verl_core", {}))
 
@@ -110,27 +104,30 @@ def resume_key(profile: Profile, verl_version: str, seed: int) -> str:
     config["profile"]["ppo"] = {
         k: v for k, v in config["profile"]["ppo"].items() if k not in ("steps", "save_freq")
     }
-    for key in ("name", "description", "verl_versions", "seeds", "baseline_version", "eval", "cluster"):
+    for key in (
+        "name",
+        "description",
+        "verl_versions",
+        "seeds",
+        "baseline_version",
+        "baselines",
+        "eval",
+        "cluster",
+    ):
         config["profile"].pop(key, None)
-    return _sha256_json(config)[:16]
-
-
-def _sha256_json(obj: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    return sha256_json(config)[:16]
 
 
 # ---- models ------------------------------------------------------------------------------------------
 
 
-def _load_policy(path: Path):
+def load_policy(path: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
-def _load_critic(path: Path, init_seed: int | None):
+def load_critic(path: Path, init_seed: int | None):
     """Token-classification critic (num_labels=1) from an HF dir; a fresh value head is seeded."""
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
@@ -176,38 +173,19 @@ class PPOTrainer:
     ) -> None:
         from transformers import AutoTokenizer
 
-        from genbench_tasks.training.sampling import encode_chat
-
         self.profile, self.seed = profile, seed
         self.ppo, self.core = profile.ppo, core_settings(profile)
         self.run_dir = Path(run_dir)
         self.sft_checkpoint = Path(sft_checkpoint)
         self.adapter = adapter
         self.tokenizer = AutoTokenizer.from_pretrained(self.sft_checkpoint)
-        families = training_families(profile, data_dir)
-        rows = [r for f in families for r in load_rl_rows(data_dir, f, "train")]
-        encoded = [(r, encode_chat(self.tokenizer, r.messages)) for r in rows]
-        self.rows = [(r, ids) for r, ids in encoded if len(ids) <= self.ppo.max_prompt_length]
-        if len(self.rows) < len(encoded):
-            log.warning(
-                "dropped %d prompts longer than max_prompt_length=%d",
-                len(encoded) - len(self.rows),
-                self.ppo.max_prompt_length,
-            )
-        if not self.rows:
-            raise GenbenchError("no training prompt fits max_prompt_length")
-        cap = self.core.train_max_samples
-        if cap is not None and cap < len(self.rows):
-            # the same pool for every PPO seed: picked with the data seed
-            pick = generator(profile.data.seed, "train-pool")
-            keep = torch.randperm(len(self.rows), generator=pick)[:cap]
-            self.rows = [self.rows[i] for i in sorted(keep.tolist())]
+        self.rows = training_prompts(profile, data_dir, self.tokenizer, self.core.train_max_samples)
         self._perms: dict[int, list[int]] = {}
-        self.ref = _load_policy(self.sft_checkpoint).eval()
+        self.ref = load_policy(self.sft_checkpoint).eval()
         for p in self.ref.parameters():
             p.requires_grad_(False)
-        self.policy = _load_policy(self.sft_checkpoint)
-        self.critic = _load_critic(self.sft_checkpoint, init_seed=_seed(seed, "critic-init"))
+        self.policy = load_policy(self.sft_checkpoint)
+        self.critic = load_critic(self.sft_checkpoint, init_seed=_seed(seed, "critic-init"))
         self.actor_opt = torch.optim.AdamW(
             self.policy.parameters(), lr=self.ppo.actor_lr, weight_decay=self.core.actor_weight_decay
         )
@@ -428,8 +406,8 @@ class PPOTrainer:
                 f"cannot resume from {state}: it was written with another config, seed or verl version "
                 f"(resume key {meta.get('resume_key')} != {self.resume_key()}); use a new --out"
             )
-        self.policy = _load_policy(state / "policy")
-        self.critic = _load_critic(state / "critic", init_seed=None)
+        self.policy = load_policy(state / "policy")
+        self.critic = load_critic(state / "critic", init_seed=None)
         self.actor_opt = torch.optim.AdamW(
             self.policy.parameters(), lr=self.ppo.actor_lr, weight_decay=self.core.actor_weight_decay
         )
@@ -466,64 +444,10 @@ def latest_state(run_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("_", 1)[1]), default=None)
 
 
-def _read_metrics(path: Path, upto: int | None = None) -> list[dict]:
-    """Metrics rows (a torn last line from a killed process is dropped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return [r for r in rows if upto is None or r["step"] <= upto]
-
-
 def _remove_partial_writes(out: Path) -> None:
     """Temp dirs left by a killed process (complete ones were renamed into place)."""
     for tmp in [*out.glob(".checkpoint-*"), *(out / STATE_DIR).glob(".step_*")]:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def deterministic_metrics(rows: list[dict]) -> list[dict]:
-    """Metrics rows without timing fields (what must be bit-identical across reruns)."""
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
-
-
-_VERSIONED_PACKAGES = (
-    "genbench",
-    "torch",
-    "transformers",
-    "tokenizers",
-    "numpy",
-    "pyarrow",
-    "pydantic",
-    "tensordict",
-)
-
-
-def _git_revision() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if rev.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / 1024.0, 1)  # Linux reports KiB
 
 
 def train_run(
@@ -589,20 +513,15 @@ def _train_run(
     started: float,
     started_at: str,
 ) -> TrainResult:
-    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest, sha256_file
-    from genbench_tasks.training.sft import default_sft_dir, ensure_sft
     from genbench_tasks.training.verl_adapter import VerlAdapter, check_verl_version
 
     version = check_verl_version(verl_version_expected)
     core = core_settings(profile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    datasets = load_manifest(data_dir)
-    if init_checkpoint is not None:
-        sft = _external_init(Path(init_checkpoint))
-    else:
-        sft_path = Path(sft_dir) if sft_dir else default_sft_dir(profile, data_dir, out)
-        sft = ensure_sft(profile, data_dir, sft_path, threads=core.threads)
+    sft = resolve_init(
+        profile, data_dir, out, init_checkpoint=init_checkpoint, sft_dir=sft_dir, threads=core.threads
+    )
     seed_everything(seed)
     adapter = VerlAdapter(
         clip_ratio=profile.ppo.clip_ratio,
@@ -623,7 +542,7 @@ def _train_run(
     if state is not None:
         trainer.load_state(state)
         resumed_from = trainer.step
-        kept = _read_metrics(metrics_path, upto=trainer.step)
+        kept = read_metrics(metrics_path, upto=trainer.step)
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         printer(f"[genbench] resumed from {state} (step {trainer.step})")
     else:
@@ -652,17 +571,12 @@ def _train_run(
                 trainer.save_state()
             if stop_after_step is not None and trainer.step >= stop_after_step and trainer.step < total:
                 raise InterruptedRun(f"stopped after step {trainer.step} (stop_after_step)")
-    tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=out))
-    trainer.policy.save_pretrained(tmp)
-    trainer.tokenizer.save_pretrained(tmp)
-    commit_dir(tmp, out / "checkpoint")
-    rows = _read_metrics(metrics_path)
-    k = max(1, len(rows) // 4)
-    reward_first = float(np.mean([r["reward_mean"] for r in rows[:k]]))
-    reward_last = float(np.mean([r["reward_mean"] for r in rows[-k:]]))
+    save_checkpoint(trainer.policy, trainer.tokenizer, out)
+    rows = read_metrics(metrics_path)
+    reward_first, reward_last = reward_first_last(rows)
     config = resolved_config(profile, version, seed)
     wall = round(time.time() - started, 3)
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     manifest = {
         "kind": "genbench.train_run",
         "backend": "verl-core",
@@ -670,22 +584,11 @@ def _train_run(
         "seed": seed,
         "verl": {"expected": verl_version_expected, **adapter.describe()},
         "config": config,
-        "config_sha256": _sha256_json(config),
-        "datasets": {
-            "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST_NAME),
-            "content_hash": datasets.content_hash(),
-            "data_seed": datasets.seed,
-            "files": {d.name: d.sha256 for d in datasets.datasets},
-        },
-        "sft": {
-            "dir": sft.sft_dir,
-            "checkpoint": sft.checkpoint,
-            "key": sft.key,
-            "val_sampled": sft.val_sampled,
-            "val_greedy": sft.val_greedy,
-        },
-        "packages": package_versions(_VERSIONED_PACKAGES),
-        "git_revision": _git_revision(),
+        "config_sha256": sha256_json(config),
+        "datasets": datasets_record(data_dir),
+        "sft": sft_record(sft),
+        "packages": package_versions(VERSIONED_PACKAGES),
+        "git_revision": git_revision(),
         "threads": core.threads,
         "started_at": started_at,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -696,9 +599,9 @@ def _train_run(
         "resumed_from_step": resumed_from,
         "reward_first": reward_first,
         "reward_last": reward_last,
-        "metrics_sha256": _sha256_json(deterministic_metrics(rows)),
+        "metrics_sha256": sha256_json(deterministic_metrics(rows)),
         "outputs": {"checkpoint": "checkpoint", "metrics": METRICS_FILE, "state": STATE_DIR},
-        "hostname": os.uname().nodename,
+        "hostname": hostname(),
     }
     write_json(out / MANIFEST_FILE, manifest)
     printer(
@@ -719,31 +622,6 @@ def _train_run(
         reward_last=reward_last,
         wall_time_s=wall,
         peak_rss_mb=peak,
-    )
-
-
-def _external_init(checkpoint: Path):
-    """SFTResult-like record for a given init checkpoint (its SFT dir's sft.json when present)."""
-    from genbench_tasks.training.sft import SFTResult, load_sft_result
-
-    if not (checkpoint / "config.json").is_file():
-        raise GenbenchError(f"init checkpoint {checkpoint} is not an HF model directory")
-    done = load_sft_result(checkpoint.parent)
-    if done is not None and Path(done.checkpoint).resolve() == checkpoint.resolve():
-        return done
-    return SFTResult(
-        sft_dir=str(checkpoint.parent),
-        checkpoint=str(checkpoint),
-        base_model=str(checkpoint),
-        key="external",
-        skipped=True,
-        steps=0,
-        examples=0,
-        loss_first=0.0,
-        loss_last=0.0,
-        val_sampled={},
-        val_greedy={},
-        wall_time_s=0.0,
     )
 
 
