@@ -87,6 +87,14 @@ def _notify_failure(context) -> None:
             title="Baseline verl version",
             description="The version the others are compared with. Empty: the profile's baseline",
         ),
+        "baselines": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "enum": ["sft", "trl-ppo"]},
+            title="Baseline rows",
+            description="The study's reference rows: sft (SFT only), trl-ppo (traditional PPO, TRL; trained "
+            "once per seed per nightly). Empty: the profile's (both)",
+        ),
         "profile_overrides": Param(
             None,
             type=["null", "object"],

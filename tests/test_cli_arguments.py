@@ -80,6 +80,12 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
         "publish part size": (["publish", tmp, "s3://bucket/x", "--multipart-threshold-mb", "1"], "between 5"),
         "presign expires": (["presign", "s3://bucket/x", "--expires", "0"], "between 1 and 604800"),
         "presign empty connection": (["presign", "s3://bucket/x", "--aws-conn-id", ""], "--aws-conn-id"),
+        "detect endpoint": (["detect", "--history", tmp, "--endpoint-url", "not a url"], "--endpoint-url"),
+        "detect baseline": (["detect", "--history", tmp, "--baseline", "latest"], "--baseline"),
+        "history rebuild endpoint": (
+            ["history", "rebuild", tmp, "--out", out, "--endpoint-url", "ftp://host"],
+            "http(s)://host",
+        ),
         "unknown option": (["tasks", "list", "--bogus"], "unrecognized arguments: --bogus"),
         "unknown command": (["bogus"], "invalid choice"),
     }  # fmt: skip

@@ -18,13 +18,13 @@ def genbench(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["demo", "--seeds", "0"], "must be >= 1"),
+        (["demo", "--seeds", "0"], "expected an integer >= 1"),
         (["demo", "--overrides", "[1]"], "must be a JSON object"),
         (["demo", "--overrides", "{oops"], "not valid JSON"),
         (["demo", "--profile", "no-such-profile"], "unknown profile"),
         (["demo", "--overrides", '{"ppo": {"no_such_key": 1}}'], "no_such_key"),
-        (["up", "--port", "70000"], "port must be 0-65535"),
-        (["up", "--ray-cpus", "0"], "must be >= 1"),
+        (["up", "--port", "70000"], "between 0 and 65535"),
+        (["up", "--ray-cpus", "0"], "expected an integer >= 1"),
     ],
 )
 def test_bad_arguments_fail_fast_with_one_line(args, message):

@@ -71,7 +71,15 @@ print(json.dumps({{
         "notify",
     } <= set(info["tasks"])
     assert info["params"] == sorted(
-        ["profile", "verl_versions", "seeds", "families", "baseline_version", "profile_overrides"]
+        [
+            "profile",
+            "verl_versions",
+            "seeds",
+            "families",
+            "baseline_version",
+            "baselines",
+            "profile_overrides",
+        ]
     )
     assert info["catchup"] is False and info["max_active_runs"] == 1
     assert info["timetable"] == "NightlySlotTimetable"
@@ -103,11 +111,12 @@ def test_trigger_form_params_accept_empty_values_and_list_the_shipped_profiles()
         "seeds",
         "families",
         "baseline_version",
+        "baselines",
         "profile_overrides",
     }
     assert dag.params.get_param("profile").schema["enum"] == available_profiles()
     NightlyParams.model_validate(resolved)  # what the plan task does with the form's defaults
-    for name in ("verl_versions", "seeds", "families", "baseline_version", "profile_overrides"):
+    for name in ("verl_versions", "seeds", "families", "baseline_version", "baselines", "profile_overrides"):
         assert "null" in dag.params.get_param(name).schema["type"], name
         assert dag.params.get_param(name).description, name
 

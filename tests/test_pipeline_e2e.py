@@ -56,12 +56,14 @@ def test_nightly_dag_end_to_end_then_cached(embedded):
 
     assert run_dag_once(conf) == "success"
 
-    # Every cell ran once: SFT, 2 PPO, 2+2 evaluations.
+    # Every cell ran once: SFT, 2 verl PPO + 2 TRL PPO (the traditional-PPO baseline, one per seed),
+    # 2+2+2 evaluations (sft, trl-ppo, 0.9.1).
     markers = _success_markers(work)
     kinds = sorted(Path(p).parts[-3] for p in markers)
-    assert kinds == ["eval"] * 4 + ["sft"] + ["train"] * 2
+    assert kinds == ["eval"] * 6 + ["sft"] + ["train"] * 4
     jobs_after_first = _ray_jobs(embedded["ray"])
-    assert len(jobs_after_first) == 7
+    assert len(jobs_after_first) == 11
+    assert sum("-train-trl-ppo-" in j for j in jobs_after_first) == 2
 
     # Published: every object matches its recorded sha256; index and report present.
     index = json.loads(s3.get_object(Bucket=BUCKET, Key="nightly/index.json")["Body"].read())
@@ -73,6 +75,8 @@ def test_nightly_dag_end_to_end_then_cached(embedded):
     assert {"report.html", "summary.json", "comparison.json", "manifest.json", "data/datasets.json"} <= keys
     assert any(k.startswith("train/0.9.1/seed=1/") for k in keys)
     assert any(k.startswith("eval/sft/seed=0/samples.") for k in keys)
+    assert any(k.startswith("train/trl-ppo/seed=1/") for k in keys)
+    assert any(k.startswith("eval/trl-ppo/seed=1/samples.") for k in keys)
     assert any(k.startswith("validation/") for k in keys)
     for obj in published["objects"]:
         body = s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/{obj['key']}")["Body"].read()
@@ -80,7 +84,11 @@ def test_nightly_dag_end_to_end_then_cached(embedded):
     report = s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/report.html")["Body"].read().decode()
     assert "<svg" in report and "code_generation" in report and "0.9.1" in report
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/summary.json")["Body"].read())
-    assert set(summary["labels"]) == {"sft", "0.9.1"}
+    assert summary["labels"] == ["sft", "trl-ppo", "0.9.1"]  # the study's rows, in its order
+    diffs = {(d["version"], d["baseline"], d["family"], d["metric"]) for d in summary["baseline_differences"]}
+    assert ("0.9.1", "trl-ppo", "code_generation", "success_rate") in diffs
+    assert ("0.9.1", "sft", "code_generation", "reward_mean") in diffs
+    assert "verl against the study" in report and "traditional PPO (TRL)" in report
     first = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/comparison.json")["Body"].read())
     assert first["comparisons"] == []  # one version, no previous nightly: nothing to compare yet
 

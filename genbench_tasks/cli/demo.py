@@ -7,17 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from genbench_tasks.cli import arguments
+
 DAG_ID = "genbench_nightly"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _json_object(text: str) -> dict:
@@ -50,13 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--verl-versions", nargs="+", default=None, help="default: the profile's (0.8.0 0.9.1)"
     )
     parser.add_argument(
-        "--seeds", type=_positive, default=None, help="seeds per version (default: the profile's)"
+        "--seeds",
+        type=arguments.positive_int,
+        default=None,
+        help="seeds per version (default: the profile's)",
     )
     parser.add_argument(
         "--overrides", type=_json_object, default=None, help="JSON deep-merged into the profile"
     )
-    parser.add_argument("--ray-cpus", type=_positive, default=2, help="CPUs the Ray head offers (default 2)")
-    parser.add_argument("--timeout", type=_positive, default=4 * 3600, help="give up after this many seconds")
+    parser.add_argument(
+        "--ray-cpus", type=arguments.positive_int, default=2, help="CPUs the Ray head offers (default 2)"
+    )
+    parser.add_argument(
+        "--timeout", type=arguments.positive_int, default=4 * 3600, help="give up after this many seconds"
+    )
     parser.add_argument(
         "--serve", action="store_true", help="keep everything up until Ctrl-C to browse the UI"
     )

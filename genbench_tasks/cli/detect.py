@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from genbench_tasks.cli import arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     det = sub.add_parser(
@@ -24,9 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     det.add_argument("--history", required=True, metavar="PATH_OR_S3_URI", help="history folder or file")
     det.add_argument("--metrics", metavar="M1,M2", help="comma-separated metrics to test")
-    det.add_argument("--baseline", metavar="VERSION", help="also compare every version against this one")
+    det.add_argument(
+        "--baseline",
+        type=arguments.version,
+        metavar="VERSION",
+        help="also compare every version against this one",
+    )
     det.add_argument("--out", metavar="PATH", help="verdicts JSON (default: print it)")
-    det.add_argument("--endpoint-url", help="S3 endpoint for s3:// histories (MinIO, moto)")
+    det.add_argument(
+        "--endpoint-url", type=arguments.http_url, help="S3 endpoint for s3:// histories (MinIO, moto)"
+    )
     det.set_defaults(func=_detect)
 
     hist = sub.add_parser("history", help="the per-version history of nightly results")
@@ -41,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     reb.add_argument("runs", metavar="RUNS", help="folder of run directories or s3://bucket/prefix")
     reb.add_argument("--out", required=True, metavar="DIR", help="history folder to (re)write")
-    reb.add_argument("--endpoint-url", help="S3 endpoint (MinIO, moto)")
+    reb.add_argument("--endpoint-url", type=arguments.http_url, help="S3 endpoint (MinIO, moto)")
     reb.set_defaults(func=_rebuild)
 
 

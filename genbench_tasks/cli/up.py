@@ -7,25 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535 (0: any free port), got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from genbench_tasks.cli import arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("runs/local"), help="work directory (default: runs/local)"
     )
     parser.add_argument(
-        "--port", type=_port, default=8080, help="UI/API port on 127.0.0.1 (default 8080; 0: any)"
+        "--port",
+        type=arguments.int_between(0, 65535),
+        default=8080,
+        help="UI/API port on 127.0.0.1 (default 8080; 0: any)",
     )
-    parser.add_argument("--s3-port", type=_port, default=0, help="local S3 port (default: any free port)")
-    parser.add_argument("--ray-cpus", type=_positive, default=2, help="CPUs the Ray head offers (default 2)")
+    parser.add_argument(
+        "--s3-port",
+        type=arguments.int_between(0, 65535),
+        default=0,
+        help="local S3 port (default: any free port)",
+    )
+    parser.add_argument(
+        "--ray-cpus", type=arguments.positive_int, default=2, help="CPUs the Ray head offers (default 2)"
+    )
     parser.set_defaults(func=_up)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.labels import is_baseline, label_key
 from genbench_tasks.scoring import stats
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class StudySummary(BaseModel):
     seeds: list[int] = Field(description="expected seeds: every seed seen for any label (or as given)")
     families: dict[str, FamilySummary]
     generalization_gap: list[stats.GapRow]
+    #: Each verl version minus each of the study's baselines (SFT, traditional PPO) present in the run.
+    baseline_differences: list[stats.BaselineDiff] = Field(default_factory=list)
     runs: list[stats.RunRecord]
     items: dict[str, dict[str, dict[str, stats.ItemResult]]] = Field(
         default_factory=dict, description="label -> family -> item id -> per-seed results"
@@ -79,12 +82,6 @@ class StudySummary(BaseModel):
 
 
 Summary = StudySummary
-
-
-def label_key(label: str) -> tuple:
-    """``sft`` first, then versions in numeric order."""
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", label) if p)
-    return (0 if label == "sft" else 1, parts)
 
 
 def run_dirs(rundir: Path) -> dict[str, dict[int, Path]]:
@@ -324,6 +321,7 @@ def aggregate(
         seeds=seeds,
         families=summaries,
         generalization_gap=tables.generalization_gap,
+        baseline_differences=stats.baseline_differences(runs, [x for x in labels if is_baseline(x)]),
         runs=sorted(runs, key=lambda r: (label_key(r.version), r.family, r.seed)),
         items=items,
         item_seeds=item_seeds,

@@ -20,7 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.evaluation.aggregate import label_key, load_items, run_dirs
+from genbench_tasks.evaluation.aggregate import load_items, run_dirs
+from genbench_tasks.labels import is_baseline, label_key
 from genbench_tasks.scoring import stats
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def _pick(label: str | None, available: list[str], rundir: Path, role: str) -> s
                 f"{role} label {label!r} has no runs in {rundir}; available: {', '.join(available) or 'none'}"
             )
         return label
-    versions = [x for x in available if x != "sft"]
+    versions = [x for x in available if not is_baseline(x)]
     if len(versions) == 1:
         return versions[0]
     raise GenbenchError(
@@ -244,14 +245,16 @@ def compare_versions(
     *,
     config: stats.CompareConfig | None = None,
 ) -> list[LabeledRow]:
-    """Every version label (default: all but ``sft`` and the baseline) against ``baseline`` in one run
+    """Every version label (default: all but the study's baselines and the baseline version) against ``baseline`` in one run
     directory; writes ``RUNDIR/comparison.json``. No baseline: nothing to compare (empty list)."""
     root = Path(rundir)
     if baseline is None:
         log.warning("no baseline version configured: no regression comparison")
         return []
     labels = labels_of(root)
-    chosen = candidates if candidates is not None else [x for x in labels if x not in ("sft", baseline)]
+    chosen = (
+        candidates if candidates is not None else [x for x in labels if not is_baseline(x) and x != baseline]
+    )
     cfg = config or stats.CompareConfig()
     base_side = load_side(root, baseline)
     comparisons = [_compare_sides(load_side(root, c), base_side, cfg) for c in chosen]

@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from genbench_tasks.labels import TRL_PPO
+
 log = logging.getLogger(__name__)
 
 CellKind = Literal["sft", "train", "eval"]
@@ -46,7 +48,7 @@ class CellSpec(BaseModel):
 
     kind: CellKind
     key: str
-    label: str  # "sft" or the verl version
+    label: str  # a baseline ("sft", "trl-ppo") or the verl version
     seed: int
     verl_version: str | None = None
     profile: dict  # resolved Profile (model_dump)
@@ -104,6 +106,17 @@ def run_cell(cell_dir: str | Path) -> CellSpec:
         from genbench_tasks.training.sft import ensure_sft
 
         ensure_sft(profile, spec.data_dir, spec.cell_dir)
+    elif spec.kind == "train" and spec.label == TRL_PPO:
+        from genbench_tasks.training import trl_ppo
+
+        trl_ppo.train_run(
+            profile,
+            spec.seed,
+            spec.data_dir,
+            spec.cell_dir,
+            init_checkpoint=spec.checkpoint_dir,
+            resume=True,
+        )
     elif spec.kind == "train":
         from genbench_tasks.training.ppo_core import train_run
 

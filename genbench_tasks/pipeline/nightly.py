@@ -13,10 +13,12 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.labels import SFT, TRL_PPO
 from genbench_tasks.pipeline.cells import CellSpec, cell_key, code_version, write_spec
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class NightlyParams(BaseModel):
     seeds: int | None = Field(default=None, ge=1)  # seeds 0..n-1; None: the profile's seeds
     families: list[str] | None = None  # None/empty: the profile's
     baseline_version: str | None = None  # None/"": the profile's, else the first version
+    baselines: list[Literal["sft", "trl-ppo"]] | None = (
+        None  # the study's reference rows; None: the profile's
+    )
     profile_overrides: dict | None = None
 
 
@@ -48,6 +53,7 @@ class RunPlan(BaseModel):
     seeds: list[int]
     families: list[str]
     baseline_version: str
+    baselines: list[str] = ["sft", "trl-ppo"]
     code_version: str
     data_hash: str | None = None
 
@@ -137,6 +143,7 @@ def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str
         seeds=seeds,
         families=families,
         baseline_version=baseline,
+        baselines=list(params.baselines if params.baselines is not None else profile.baselines),
         code_version=code_version(),
     )
     write_run_manifest(plan, status="running", started=datetime.now(timezone.utc).isoformat())
@@ -222,10 +229,18 @@ def plan_cells(plan: RunPlan) -> CellPlan:
         for v in plan.verl_versions
         for s in plan.seeds
     ]
-    evals = [
-        make("eval", "sft", s, checkpoint=sft_ckpt, upstream=sft.key, families=plan.families)
-        for s in plan.seeds
-    ]
+    # Traditional PPO (TRL): one cell per seed per nightly, keyed without a verl version, so every version
+    # of the night (and every later night with the same data and code) reuses it.
+    if TRL_PPO in plan.baselines:
+        train += [make("train", TRL_PPO, s, checkpoint=sft_ckpt, upstream=sft.key) for s in plan.seeds]
+    evals = (
+        [
+            make("eval", SFT, s, checkpoint=sft_ckpt, upstream=sft.key, families=plan.families)
+            for s in plan.seeds
+        ]
+        if SFT in plan.baselines
+        else []
+    )
     evals += [
         make(
             "eval",
@@ -261,7 +276,9 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
     # Production: one image per verl version. Embedded: a pip runtime_env installs the wheel (--no-deps) on top
     # of the base env; Ray copies the whole venv for it (~2 GB, ~1 min), so the installed release is used as is
     # (the trainer still checks that the verl it imports is the version asked for).
-    pin = production or (cell.kind == "train" and version != _installed_verl())
+    pin = production or (
+        cell.kind == "train" and cell.verl_version is not None and version != _installed_verl()
+    )
     runtime_env = (
         runtime_env_for_verl(version, mode="image" if production else "pip", image_uri=image, env_vars={})
         if pin

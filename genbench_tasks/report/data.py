@@ -11,13 +11,14 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.labels import sort_labels
 
 log = logging.getLogger(__name__)
 
@@ -407,16 +408,6 @@ def read_curve(path: Path) -> list[tuple[float, float]]:
     return points
 
 
-def _version_sort_key(v: str) -> tuple:
-    if v == "sft":
-        return (0,)
-    return (1, *[(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", v)])
-
-
-def sort_versions(versions: Iterable[str]) -> list[str]:
-    return sorted(set(versions), key=_version_sort_key)
-
-
 def _seed_label(name: str) -> str:
     return name.split("=", 1)[1] if name.startswith("seed=") else name
 
@@ -445,7 +436,7 @@ def load_run(rundir: str | Path) -> RunData:
             if pts:
                 curves.setdefault(version, {})[seed] = pts
     curves = {
-        v: dict(sorted(curves[v].items(), key=lambda kv: (len(kv[0]), kv[0]))) for v in sort_versions(curves)
+        v: dict(sorted(curves[v].items(), key=lambda kv: (len(kv[0]), kv[0]))) for v in sort_labels(curves)
     }
 
     samples = []

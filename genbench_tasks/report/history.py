@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from genbench_tasks.report.data import IndexEntry, as_index_entry, metric_label, sort_versions
+from genbench_tasks.labels import sort_labels
+from genbench_tasks.report.data import IndexEntry, as_index_entry, metric_label
 from genbench_tasks.report.html import badge, e, fmt, page, table
 from genbench_tasks.report.run import VERDICT_ORDER
 from genbench_tasks.report.svg import Series, line_chart
@@ -17,7 +18,7 @@ def _order(entries: list[IndexEntry]) -> list[IndexEntry]:
 
 
 def _trend(entries: list[IndexEntry], family: str, metric: str) -> str:
-    versions = sort_versions(
+    versions = sort_labels(
         v for r in entries for v in (r.headline.get(family).versions if family in r.headline else {})
     )
     series = []
@@ -45,7 +46,7 @@ def _trend(entries: list[IndexEntry], family: str, metric: str) -> str:
 
 
 def _gap_trend(entries: list[IndexEntry]) -> str:
-    versions = sort_versions(v for r in entries for v in r.gap)
+    versions = sort_labels(v for r in entries for v in r.gap)
     series = []
     for v in versions:
         pts = [
@@ -71,7 +72,7 @@ def _runs_table(entries: list[IndexEntry]) -> str:
     for r in reversed(entries):
         link = f'<a href="{e(r.report)}">{e(r.run_id)}</a>' if r.report else e(r.run_id)
         heldout = "<br>".join(
-            f"{e(v)}: {e(fmt((r.gap.get(v) or {}).get('heldout_success')))}" for v in sort_versions(r.gap)
+            f"{e(v)}: {e(fmt((r.gap.get(v) or {}).get('heldout_success')))}" for v in sort_labels(r.gap)
         )
         counts = " ".join(
             f'<span class="nw">{badge(v, "v")}&nbsp;{n}</span>'

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genbench_tasks.labels import display_name, label_key, sort_labels
 from genbench_tasks.report.data import (
     ComparisonView,
     FamilyView,
     RunData,
     load_run,
     metric_label,
-    sort_versions,
 )
 from genbench_tasks.report.html import badge, e, fmt, fmt_p, page, stat_cell, table
 from genbench_tasks.report.svg import BarGroup, Series, bar_chart, line_chart
@@ -51,6 +51,7 @@ def _header(run: RunData, history_href: str | None) -> str:
         ("#verdicts", "Verdicts"),
         ("#regressions", "Tonight vs baseline"),
         ("#gap", "Generalization gap"),
+        ("#baselines", "verl vs baselines"),
         ("#tables", "Study tables"),
         ("#training", "Training reward"),
         ("#validation", "Data validation"),
@@ -324,7 +325,7 @@ def _family(fam: FamilyView) -> str:
     role = f" {badge('held-out' if fam.role == 'heldout' else 'in-domain', 'vs')}" if fam.role else ""
     out = [f'<h3 id="family-{e(fam.name)}">{e(fam.name)}{role}</h3>']
     keys = fam.metric_keys()
-    versions = sort_versions(r.version for r in fam.table1)
+    versions = sort_labels(r.version for r in fam.table1)
     by_version = {r.version: r for r in fam.table1}
     rows = []
     for v in versions:
@@ -346,7 +347,7 @@ def _family(fam: FamilyView) -> str:
     t2_keys = sorted({k for r in fam.table2 for k in r.values}, key=lambda k: (k != "success_rate_std", k))
     rows2 = []
     by_version2 = {r.version: r for r in fam.table2}
-    for v in sort_versions(by_version2):
+    for v in sort_labels(by_version2):
         r = by_version2[v]
         n = r.n_runs if r.n_runs is not None else "–"
         rows2.append(
@@ -362,6 +363,42 @@ def _family(fam: FamilyView) -> str:
             + "</div>"
         )
     out.append(f'<div class="pair">{"".join(pair)}</div>')
+    return "".join(out)
+
+
+def _baselines(run: RunData) -> str:
+    """verl minus each of the study's baselines (SFT only, traditional PPO), per family and metric."""
+    from genbench_tasks.scoring.stats import BaselineDiff
+
+    out = ['<h2 id="baselines">verl against the study\'s baselines</h2>']
+    raw = (run.summary_raw or {}).get("baseline_differences") or []
+    diffs = [BaselineDiff.model_validate(d) for d in raw]
+    if not diffs:
+        return out[0] + '<p class="muted">No baseline rows in this run.</p>'
+    out.append(
+        "<p class=\"small muted\">Mean over the version's seeds minus mean over the baseline's; 95% "
+        "percentile-bootstrap interval; Welch p. Descriptive: verdicts come from the nightly history.</p>"
+    )
+    rows = []
+    for d in sorted(diffs, key=lambda d: (d.family, d.metric, label_key(d.baseline), label_key(d.version))):
+        interval = f"[{fmt(d.ci_low)}, {fmt(d.ci_high)}]" if d.ci_low is not None else "–"
+        rows.append(
+            f'<tr><td class="l">{e(d.family)}</td><td class="l">{e(d.metric)}</td>'
+            f'<td class="l">{e(display_name(d.version))}</td><td class="l">{e(display_name(d.baseline))}</td>'
+            f"<td>{e(d.n_version)} / {e(d.n_baseline)}</td><td>{e(fmt(d.diff))}</td><td>{e(interval)}</td>"
+            f"<td>{e(fmt_p(d.p_value))}</td></tr>"
+        )
+    headers = [
+        ("family", True),
+        ("metric", True),
+        ("version", True),
+        ("baseline", True),
+        ("seeds", False),
+        ("difference", False),
+        ("95% CI", False),
+        ("p", False),
+    ]
+    out.append(table(headers, rows, "baselines"))
     return "".join(out)
 
 
@@ -428,7 +465,7 @@ def _samples(run: RunData) -> str:
         grid.setdefault((s.label, s.seed), {})[s.family] = (
             f'<a href="{e(s.href)}" title="{e(_size(s.size))}">{e(s.family)}</a>'
         )
-    order = {v: i for i, v in enumerate(sort_versions(label for label, _ in grid))}
+    order = {v: i for i, v in enumerate(sort_labels(label for label, _ in grid))}
     rows = []
     for label, seed in sorted(grid, key=lambda k: (order[k[0]], len(k[1]), k[1])):
         cells = "".join(f'<td class="l">{grid[(label, seed)].get(f, "–")}</td>' for f in families)
@@ -455,6 +492,7 @@ def render_run_report(
             _verdicts(run),
             _regressions(run.comparison, run.comparison_warnings),
             _gap(run),
+            _baselines(run),
             _tables(run),
             _training(run),
             _validation(run),

@@ -56,7 +56,6 @@ p values.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -67,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.labels import label_key
 
 __all__ = [
     "DEFAULT_MIN_EFFECT",
@@ -134,6 +134,68 @@ class RunRecord(BaseModel):
     family: str
     seed: int
     metrics: dict[str, float | None]
+
+
+class BaselineDiff(BaseModel):
+    """A verl version minus one of the study's baseline rows (SFT, traditional PPO), across seeds.
+
+    ``diff`` = mean over the version's seeds minus mean over the baseline's; ``ci_*`` a percentile-bootstrap
+    interval (sides resampled independently); ``p_value`` Welch's two-sided test. Descriptive: the nightly's
+    verdicts come from the history (``scoring.detection``), not from these rows.
+    """
+
+    version: str
+    baseline: str
+    family: str
+    metric: str
+    n_version: int
+    n_baseline: int
+    diff: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+
+
+def baseline_differences(
+    runs: Iterable[RunRecord | Mapping[str, Any]],
+    baselines: Sequence[str],
+    metrics: Sequence[str] = ("success_rate", "reward_mean"),
+    *,
+    confidence: float = 0.95,
+) -> list[BaselineDiff]:
+    """Every non-baseline label against every baseline label present, per family and metric."""
+    records = _as_runs(runs)
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in records:
+        for m in metrics:
+            if (v := r.metrics.get(m)) is not None and math.isfinite(v):
+                values[(r.version, r.family, m)].append(float(v))
+    labels = sorted({r.version for r in records}, key=label_key)
+    families = sorted({r.family for r in records})
+    out = []
+    for version in (x for x in labels if x not in baselines):
+        for baseline in (b for b in baselines if b in labels):
+            for family in families:
+                for m in metrics:
+                    a, b = values.get((version, family, m), []), values.get((baseline, family, m), [])
+                    if not a or not b:
+                        continue
+                    ci = bootstrap_diff_ci(a, b, confidence=confidence)
+                    out.append(
+                        BaselineDiff(
+                            version=version,
+                            baseline=baseline,
+                            family=family,
+                            metric=m,
+                            n_version=len(a),
+                            n_baseline=len(b),
+                            diff=float(np.mean(a) - np.mean(b)),
+                            ci_low=ci[0] if ci else None,
+                            ci_high=ci[1] if ci else None,
+                            p_value=welch_test(a, b)[0],
+                        )
+                    )
+    return out
 
 
 class Table1Row(BaseModel):
@@ -322,10 +384,6 @@ def describe(
     return Summary(n=n, mean=mean, std=float(x.std(ddof=1)), ci_low=lo, ci_high=hi)
 
 
-def _version_key(v: str) -> tuple:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", v) if p)
-
-
 def _as_runs(runs: Iterable[RunRecord | Mapping[str, Any]]) -> list[RunRecord]:
     out = [r if isinstance(r, RunRecord) else RunRecord.model_validate(r) for r in runs]
     seen: set[tuple[str, str, int]] = set()
@@ -364,7 +422,7 @@ def study_tables(
     families: dict[str, FamilyTables] = {}
     for family in sorted(by_fv):
         t1, t2 = [], []
-        for version in sorted(by_fv[family], key=_version_key):
+        for version in sorted(by_fv[family], key=label_key):
             rs = sorted(by_fv[family][version], key=lambda r: r.seed)
             t1.append(
                 Table1Row(
@@ -387,7 +445,7 @@ def study_tables(
         families[family] = FamilyTables(family=family, role=roles.get(family), table1=t1, table2=t2)
 
     gaps: list[GapRow] = []
-    versions = sorted({r.version for r in records}, key=_version_key)
+    versions = sorted({r.version for r in records}, key=label_key)
     for version in versions:
         per_seed: dict[int, dict[str, list[float]]] = defaultdict(lambda: {"train": [], "heldout": []})
         for r in records:
