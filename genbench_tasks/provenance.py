@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from collections.abc import Sequence
+from functools import cache
 from importlib import metadata
+from pathlib import Path
 
 
 def package_versions(names: Sequence[str]) -> dict[str, str]:
@@ -16,3 +19,15 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+@cache
+def code_version() -> str:
+    """Hash of the installed genbench_tasks sources (works without git, identical on every worker)."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

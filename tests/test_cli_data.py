@@ -95,7 +95,9 @@ def test_tasks_list_usage_error() -> None:
 def test_build_with_validation(tmp_path: Path) -> None:
     """The real path: build, then GX validation in a fresh process (exit 0, JSON + HTML report)."""
     out = tmp_path / "out"
-    result = run("data", "build", "--profile", write_profile(tmp_path / "tiny.yaml"), "--out", out)
+    result = run(
+        "data", "build", "--profile", write_profile(tmp_path / "tiny.yaml"), "--out", out, "--data-docs"
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "validation: passed" in result.stdout

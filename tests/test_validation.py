@@ -124,7 +124,7 @@ def test_good_data_passes(built: Path) -> None:
 
 def test_json_report_and_html_data_docs(built: Path, tmp_path: Path) -> None:
     data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test", "code_generation/test.sft"])
-    report = validate_dataset_dir(data, report_dir=tmp_path / "report")
+    report = validate_dataset_dir(data, report_dir=tmp_path / "report", build_html=True)
     assert report.success and report.report_path == tmp_path / "report" / "validation_report.json"
     assert ValidationReport.model_validate_json(report.report_path.read_text()) == report
     assert report.html_dir == tmp_path / "report" / "html"
@@ -735,3 +735,28 @@ def test_same_id_in_two_splits_fails(built: Path, tmp_path: Path) -> None:
     ids = next(c for c in report.cross_checks if c.name == "ids_unique_across_splits")
     assert not ids.success
     assert ids.sample_offending_rows == [{"id": train_id, "dataset": RW_TEST, "also_in": TRAIN}]
+
+
+def test_unchanged_data_reuses_the_passing_report_and_a_changed_file_is_revalidated(
+    built: Path, tmp_path: Path
+) -> None:
+    import time
+
+    data = subset(built, tmp_path / "data", [TRAIN, "code_generation/test", "code_generation/test.sft"])
+    cache = tmp_path / "cache"
+    first = validate_dataset_dir(data, cache_dir=cache)
+    assert first.success and first.cached_from is None
+    started = time.monotonic()
+    again = validate_dataset_dir(data, cache_dir=cache, report_dir=tmp_path / "again")
+    assert again.cached_from is not None and again.success
+    assert (
+        again.datasets == first.datasets
+        and again.report_path == tmp_path / "again" / "validation_report.json"
+    )
+    assert again.report_path.is_file()
+    assert time.monotonic() - started < 10  # hashes only (the benchmark prints the real figure)
+    # A changed file no longer matches datasets.json: refused before any cache lookup.
+    parquet = next(data.rglob("*.parquet"))
+    parquet.write_bytes(parquet.read_bytes() + b"x")
+    with pytest.raises(GenbenchError, match="sha256|changed"):
+        validate_dataset_dir(data, cache_dir=cache)

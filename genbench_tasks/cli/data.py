@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, help="output directory")
     build.add_argument("--seed", type=seed, default=None, help="override the profile's data seed")
     build.add_argument("--no-validate", action="store_true", help="skip Great Expectations validation")
+    build.add_argument(
+        "--data-docs", action="store_true", help="also render Great Expectations data docs (HTML; ~2x slower)"
+    )
     build.set_defaults(func=_build)
 
     validate = data_sub.add_parser(
@@ -54,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(default: none, i.e. >= 1 row per dataset, 13-gram check allowing no overlap)"
         ),
     )
+    validate.add_argument(
+        "--data-docs", action="store_true", help="also render Great Expectations data docs (HTML; ~2x slower)"
+    )
+    validate.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep passing reports here by content hash: unchanged data then validates in seconds",
+    )
     validate.set_defaults(func=_validate)
 
 
@@ -69,7 +80,7 @@ def _build(args: argparse.Namespace) -> int:
     if not args.no_validate:
         from genbench_tasks.validation import validate_dataset_dir
 
-        report = validate_dataset_dir(args.out, profile=profile)
+        report = validate_dataset_dir(args.out, profile=profile, build_html=args.data_docs)
         print(f"validation: {'passed' if report.success else 'FAILED'}  ({report.report_path})")
         if not report.success:
             _print_failure(report)
@@ -85,7 +96,11 @@ def _validate(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None
     if args.report is not None:
         output_dir(args.report, "--report")
-    report = validate_dataset_dir(args.dir, profile=profile, report_dir=args.report)
+    if args.cache_dir is not None:
+        output_dir(args.cache_dir, "--cache-dir")
+    report = validate_dataset_dir(
+        args.dir, profile=profile, report_dir=args.report, build_html=args.data_docs, cache_dir=args.cache_dir
+    )
     print(json.dumps({"success": report.success, "report": str(report.report_path)}))
     if not report.success:
         _print_failure(report)

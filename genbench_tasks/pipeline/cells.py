@@ -16,31 +16,19 @@ import json
 import logging
 import sys
 import time
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from genbench_tasks.labels import TRL_PPO
+from genbench_tasks.provenance import code_version
 
 log = logging.getLogger(__name__)
 
 CellKind = Literal["sft", "train", "eval"]
 SPEC_NAME = "cell.json"
 SUCCESS_NAME = "_SUCCESS"
-
-
-@cache
-def code_version() -> str:
-    """Hash of the installed genbench_tasks sources (works without git, identical on every worker)."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class CellSpec(BaseModel):

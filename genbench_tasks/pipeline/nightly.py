@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.labels import SFT, TRL_PPO
-from genbench_tasks.pipeline.cells import CellSpec, cell_key, code_version, write_spec
+from genbench_tasks.pipeline.cells import CellSpec, cell_key, write_spec
+from genbench_tasks.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +172,14 @@ def validate_data(plan: RunPlan) -> dict:
     """GX suites + contamination checks; raises DataValidationError (the run stops, the report still publishes)."""
     from genbench_tasks.validation import validate_dataset_dir
 
+    # Data docs (HTML) are rendered by publish, off the critical path; unchanged data (same datasets.json,
+    # profile and code) reuses the passing report kept in the work dir.
     report = validate_dataset_dir(
         plan.data_dir,
         profile=plan.load_profile(),
         report_dir=Path(plan.rundir) / "validation",
         raise_on_failure=False,
+        cache_dir=work_dir(plan) / "validation-cache",
     )
     write_run_manifest(plan, validation="passed" if report.success else "failed")
     if not report.success:

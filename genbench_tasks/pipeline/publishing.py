@@ -25,6 +25,25 @@ def run_status(rundir: str | Path) -> str:
     return "partial" if manifest.get("missing_cells") else "success"
 
 
+def render_data_docs(plan: RunPlan) -> None:
+    """GX data docs for the run's data, rendered here, off the critical path (the validate task gates on
+    the checks alone). Best effort: the report links them only when they exist."""
+    if (Path(plan.rundir) / "validation" / "html" / "index.html").is_file() or not plan.data_dir.is_dir():
+        return
+    from genbench_tasks.errors import GenbenchError
+    from genbench_tasks.validation import validate_dataset_dir
+
+    try:
+        validate_dataset_dir(
+            plan.data_dir,
+            profile=plan.load_profile(),
+            report_dir=Path(plan.rundir) / "validation",
+            build_html=True,
+        )
+    except (GenbenchError, OSError) as exc:
+        log.warning("data docs not rendered: %s", exc)
+
+
 def publish_from_airflow(plan: RunPlan) -> dict:
     from airflow.sdk import Variable
 
@@ -33,6 +52,7 @@ def publish_from_airflow(plan: RunPlan) -> dict:
 
     status = run_status(plan.rundir)
     mark_finished(plan, status)
+    render_data_docs(plan)
     local_report = Path(plan.rundir) / "report.html"  # publish renders its own; this is the local copy
     local_report.write_text(render_run_report(load_run(Path(plan.rundir))))
     result = publish_run(

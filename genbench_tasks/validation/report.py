@@ -54,6 +54,7 @@ class ValidationReport(BaseModel):
     report_path: Path
     html_dir: Path | None = None
     sandbox: str | None = None  # the isolation that ran the reference solutions (None: no code datasets)
+    cached_from: str | None = None  # a passing report of identical inputs was reused (validation cache)
 
     def failures(self) -> list[tuple[str, FailedExpectation]]:
         """(where, failure) pairs over datasets and cross-checks, in report order."""

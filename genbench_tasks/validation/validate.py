@@ -3,6 +3,8 @@ solutions in the sandbox, cross-split checks, JSON + HTML report."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,13 +119,16 @@ def validate_dataset_dir(
     report_dir: str | Path | None = None,
     raise_on_failure: bool = False,
     *,
-    build_html: bool = True,
+    build_html: bool = False,
     workers: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> ValidationReport:
     """Validate every dataset listed in DATA_DIR/datasets.json and the cross-split invariants.
 
     Writes `validation_report.json` and (with `build_html`) GX data docs under `report_dir/html`
-    (default report_dir: DATA_DIR/validation, created first). Structural problems (missing or malformed
+    (default report_dir: DATA_DIR/validation, created first). With `cache_dir`, a passing report is kept
+    there under the content key of the inputs (datasets.json, which holds every file's sha256, the profile and
+    the code): unchanged data is re-checked by its hashes only (seconds), not re-validated. Structural problems (missing or malformed
     manifest, an entry inconsistent with the registry, the layout or another entry, a missing, unreadable,
     malformed, empty or changed file, row counts or columns that differ from the manifest) raise GenbenchError
     before any GX work. Data problems are recorded in the report and raise DataValidationError only with
@@ -143,6 +148,10 @@ def validate_dataset_dir(
     except OSError as exc:
         raise GenbenchError(f"cannot write to {report_dir}: {exc.strerror or exc}") from exc
     loaded = [(entry, get_family(entry.family), read_dataset(data_dir, entry)) for entry in manifest.datasets]
+    key = _cache_key(data_dir, profile, build_html)
+    cached = _cached_report(cache_dir, key, data_dir, report_dir)
+    if cached is not None:
+        return cached
 
     row_checks: dict[str, RowChecks] = {}
     undecodable: dict[str, list] = {}
@@ -244,9 +253,49 @@ def validate_dataset_dir(
         sandbox=sandbox,
     )
     report.write()
+    if cache_dir is not None and report.success:
+        _store_report(cache_dir, key, report)
     if raise_on_failure and not report.success:
         raise DataValidationError(report.one_line(), report=report.model_dump(mode="json"))
     return report
+
+
+def _cache_key(data_dir: Path, profile: Profile | None, build_html: bool) -> str:
+    from genbench_tasks.provenance import code_version
+
+    digest = hashlib.sha256((data_dir / "datasets.json").read_bytes())
+    digest.update(
+        json.dumps([profile.config_hash() if profile else None, code_version(), build_html]).encode()
+    )
+    return digest.hexdigest()[:24]
+
+
+def _cached_report(
+    cache_dir: str | Path | None, key: str, data_dir: Path, report_dir: Path
+) -> ValidationReport | None:
+    """The passing report of identical inputs (every file was just re-hashed by read_dataset), if kept."""
+    if cache_dir is None or not (Path(cache_dir) / key / REPORT_NAME).is_file():
+        return None
+    cached = ValidationReport.model_validate_json((Path(cache_dir) / key / REPORT_NAME).read_text())
+    report = cached.model_copy(
+        update={
+            "data_dir": data_dir,
+            "report_path": report_dir / REPORT_NAME,
+            "html_dir": None,
+            "cached_from": str(Path(cache_dir) / key),
+        }
+    )
+    report.write()
+    log.info("validation: inputs unchanged (key %s): reusing the passing report from %s", key, cache_dir)
+    return report
+
+
+def _store_report(cache_dir: str | Path, key: str, report: ValidationReport) -> None:
+    target = Path(cache_dir) / key
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / (REPORT_NAME + ".tmp")
+    tmp.write_text(report.model_dump_json(indent=2))
+    tmp.replace(target / REPORT_NAME)
 
 
 def _run_references(jobs: list[tuple[str, str, str, str]], workers: int | None) -> tuple[list, float]:
