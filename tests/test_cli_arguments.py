@@ -81,7 +81,7 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
         "presign expires": (["presign", "s3://bucket/x", "--expires", "0"], "between 1 and 604800"),
         "presign empty connection": (["presign", "s3://bucket/x", "--aws-conn-id", ""], "--aws-conn-id"),
         "detect endpoint": (["detect", "--history", tmp, "--endpoint-url", "not a url"], "--endpoint-url"),
-        "detect baseline": (["detect", "--history", tmp, "--baseline", "latest"], "--baseline"),
+        "detect baseline": (["detect", "--history", tmp, "--baseline", " "], "--baseline"),
         "history rebuild endpoint": (
             ["history", "rebuild", tmp, "--out", out, "--endpoint-url", "ftp://host"],
             "http(s)://host",

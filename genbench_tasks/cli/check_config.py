@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from genbench_tasks.cli import arguments
+from genbench_tasks.profiles import DEFAULT_PROFILE
 
 DESCRIPTION = """\
 Build the Hydra overrides genbench passes to `python -m verl.trainer.main_ppo` for PROFILE and compose
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
+        "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
     )
     parser.add_argument(
         "--verl-version",

@@ -7,6 +7,7 @@ import json
 import sys
 
 from genbench_tasks.cli.arguments import output_dir, seed
+from genbench_tasks.profiles import DEFAULT_PROFILE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     build.add_argument(
-        "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
+        "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
     )
     build.add_argument("--out", required=True, help="output directory")
     build.add_argument("--seed", type=seed, default=None, help="override the profile's data seed")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from genbench_tasks.cli import arguments
+from genbench_tasks.profiles import DEFAULT_PROFILE
 
 DAG_ID = "genbench_nightly"
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="work directory (default: runs/demo)"
     )
-    parser.add_argument("--profile", default="local-cpu", help="profile (default: local-cpu)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"profile (default: {DEFAULT_PROFILE})")
     parser.add_argument(
         "--verl-versions", nargs="+", default=None, help="default: the profile's (0.8.0 0.9.1)"
     )

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--metrics", metavar="M1,M2", help="comma-separated metrics to test")
     det.add_argument(
         "--baseline",
-        type=arguments.version,
+        type=arguments.non_empty,
         metavar="VERSION",
         help="also compare every version against this one",
     )

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from genbench_tasks.cli.arguments import non_empty, output_dir, seed, version
+from genbench_tasks.profiles import DEFAULT_PROFILE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: genbench train --profile local-cpu --verl-version 0.9.1 --seed 0 --out runs/v091-s0",
     )
     parser.add_argument(
-        "--profile", default="local-cpu", help="profile name or YAML path (default: local-cpu)"
+        "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
     )
     parser.add_argument(
         "--verl-version", required=True, type=version, help="verl version the run must import"

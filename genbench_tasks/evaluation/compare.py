@@ -11,7 +11,6 @@ entry for the same pair is replaced, others are kept.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from datetime import datetime, timezone
@@ -289,7 +288,3 @@ def format_comparison(comparison: Comparison) -> str:
     for w in comparison.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
-
-
-def comparison_json(comparison: Comparison) -> str:
-    return json.dumps(comparison.model_dump(mode="json"), indent=2)

@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.profiles import EvalSettings
+from genbench_tasks.profiles import DEFAULT_PROFILE, EvalSettings
 from genbench_tasks.provenance import package_versions
 from genbench_tasks.scoring.metrics import Embedder, RunMetrics
 
@@ -483,7 +483,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) 
     )
     parser.add_argument("--backend", choices=["hf", "vllm"], help="generation backend (default: profile's)")
     parser.add_argument(
-        "--profile", default="local-cpu", help="profile whose eval settings apply (default: local-cpu)"
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"profile whose eval settings apply (default: {DEFAULT_PROFILE})",
     )
     parser.add_argument(
         "--model-label",

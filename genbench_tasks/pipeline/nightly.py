@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.labels import SFT, TRL_PPO
 from genbench_tasks.pipeline.cells import CellSpec, cell_key, write_spec
+from genbench_tasks.profiles import DEFAULT_PROFILE
 from genbench_tasks.provenance import code_version
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ _NOT_COPIED = {"checkpoint", "state", "hf", "tmp"}
 class NightlyParams(BaseModel):
     """What a nightly or a manual run asks for (the Airflow Params form maps onto this)."""
 
-    profile: str = "local-cpu"
+    profile: str = DEFAULT_PROFILE
     verl_versions: list[str] | None = None  # None/empty: the profile's
     seeds: int | None = Field(default=None, ge=1)  # seeds 0..n-1; None: the profile's seeds
     families: list[str] | None = None  # None/empty: the profile's

@@ -17,7 +17,6 @@ VAR_WEBHOOK_URL = "genbench_webhook_url"  # optional: POST a JSON run summary he
 ENV_SCHEDULE = "GENBENCH_NIGHTLY_CRON"
 DEFAULT_SCHEDULE = "0 2 * * *"
 ENV_DEFAULT_PROFILE = "GENBENCH_PROFILE"
-DEFAULT_PROFILE = "local-cpu"
 
 REQUIRED_CONNECTIONS = (CONN_S3, CONN_RAY)
 REQUIRED_VARIABLES = (VAR_REPORT_URI, VAR_WORK_DIR)
@@ -29,4 +28,6 @@ def schedule() -> str:
 
 
 def default_profile() -> str:
+    from genbench_tasks.profiles import DEFAULT_PROFILE
+
     return os.environ.get(ENV_DEFAULT_PROFILE, DEFAULT_PROFILE)

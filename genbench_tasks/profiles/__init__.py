@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from genbench_tasks.data.sources import CustomDataset
 from genbench_tasks.errors import GenbenchError
 
-PROFILE_ALIASES = {"local": "local-cpu"}
+#: The embedded default (``GENBENCH_PROFILE`` may name another for the DAG form).
+DEFAULT_PROFILE = "local-cpu"
+PROFILE_ALIASES = {"local": DEFAULT_PROFILE}
 
 
 class _Strict(BaseModel):

@@ -472,12 +472,15 @@ def study_tables(
 
 # ------------------------------------------------------------------------------------------ primitives
 def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
-    """Benjamini–Hochberg adjusted p values (step-up, monotone, capped at 1); None entries are skipped and
-    stay None (they do not count in m)."""
+    """Benjamini–Hochberg adjusted p values (``scipy.stats.false_discovery_control``); None entries are
+    skipped and stay None (they do not count in m)."""
     idx = [i for i, p in enumerate(p_values) if p is not None and math.isfinite(p)]
     out: list[float | None] = [None] * len(p_values)
-    if not idx:
-        return out
+    if idx:
+        adjusted = sps.false_discovery_control(np.asarray([p_values[i] for i in idx], dtype=np.float64))
+        for i, q in zip(idx, adjusted, strict=True):
+            out[i] = float(q)
+    return out
     p = np.asarray([p_values[i] for i in idx], dtype=np.float64)
     m = len(p)
     order = np.argsort(p, kind="stable")

@@ -20,6 +20,7 @@ import os
 import sys
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.profiles import DEFAULT_PROFILE
 
 RESULT_PREFIX = "GENBENCH_RESULT "
 BACKENDS = ("verl-core", "trl-ppo")
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend", choices=BACKENDS, default="verl-core", help="trainer (default: verl-core)"
     )
-    parser.add_argument("--profile", default="local-cpu", help="profile name or YAML path")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name or YAML path")
     parser.add_argument(
         "--verl-version", default=None, help="verl version this run must import (verl-core only; required)"
     )
