@@ -140,3 +140,18 @@ def test_every_socket_of_the_head_is_on_loopback(head_with_user_token):
         "the dashboard's listener was not found: the check would pass vacuously"
     )
     assert non_loopback(listeners) == {}, listeners
+
+
+def test_queued_jobs_wait_for_cpus_instead_of_failing_after_ray_default_900s(head_with_user_token):
+    """A nightly submits every cell at once; jobs beyond the head's CPUs must queue, not time out."""
+    from genbench_tasks.launch.local_ray import JOB_START_TIMEOUT_S
+
+    head, _ = head_with_user_token
+    dashboards = [
+        p
+        for p in _our_processes(head.process.pid, head.temp_dir)
+        if any("dashboard.py" in arg for arg in p.cmdline())
+    ]
+    assert dashboards, "the dashboard (job manager) process was not found"
+    for proc in dashboards:
+        assert proc.environ().get("RAY_JOB_START_TIMEOUT_SECONDS") == str(JOB_START_TIMEOUT_S)

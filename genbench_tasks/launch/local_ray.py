@@ -33,6 +33,8 @@ from genbench_tasks.launch.ray_jobs import RayJobLauncher, auth_headers
 
 log = logging.getLogger(__name__)
 
+#: How long a submitted job may wait in Ray's queue for the head's CPUs (Ray's default: 900 s).
+JOB_START_TIMEOUT_S = 24 * 3600
 _CLIENT_ENV_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _PORT_FLAGS = (
     "--port",
@@ -215,6 +217,10 @@ def _head_environment(bin_dir: Path, token_path: Path | None) -> dict[str, str]:
         RAY_USAGE_STATS_ENABLED="0",
         # Single-node cluster: Ray keeps 127.0.0.1 instead of resolving it to the host's address.
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        # A nightly submits every cell at once and Ray queues the jobs the head's CPUs cannot run yet; by
+        # default Ray fails a job whose supervisor has not started within 900 s. The trigger's own deadline
+        # (RayJobOperator job_timeout) bounds a job instead.
+        RAY_JOB_START_TIMEOUT_SECONDS=str(JOB_START_TIMEOUT_S),
         # Job entrypoints say ``python ...``: make that this interpreter even without an activated venv.
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
