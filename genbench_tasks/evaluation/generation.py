@@ -216,59 +216,102 @@ class HFGenerator:
     def _sample_batch(
         self, prompts: list[list[int]], seeds: list[int], settings: EvalSettings
     ) -> list[tuple[list[int], FinishReason]]:
-        import torch
+        rows = sample_rows(
+            self.model,
+            prompts,
+            seeds,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+            eos_ids=self.eos_ids,
+            pad_id=self.pad_id,
+            device=self.device,
+        )
+        return [(tokens[:-1] if finish == "stop" else tokens, finish) for tokens, finish, _ in rows]
 
-        n, width = len(prompts), max(len(p) for p in prompts)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, ids in enumerate(prompts):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[i, width - len(ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        generators = [torch.Generator().manual_seed(s) for s in seeds]
-        input_ids, mask, positions = (t.to(self.device) for t in (input_ids, mask, positions))
 
-        result = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+def sample_rows(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    eos_ids: set[int],
+    pad_id: int,
+    device: Any = "cpu",
+    logprobs: bool = False,
+) -> list[tuple[list[int], FinishReason, list[float] | None]]:
+    """The seeded decoding loop: left-padded prompts, a KV cache, one generator per row (``seeds[i]``),
+    :func:`sample_next` per step. Per row: the sampled ids (ending with the EOS that stopped it, if any), the
+    finish reason, and (``logprobs``) each sampled token's log-probability under the temperature-scaled
+    distribution (before top-p; temperature 0 = greedy, scored at temperature 1)."""
+    import torch
+
+    n, width = len(prompts), max(len(p) for p in prompts)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        input_ids[i, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+        mask[i, width - len(ids) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    input_ids, mask, positions = (t.to(device) for t in (input_ids, mask, positions))
+
+    result = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, logits = result.past_key_values, result.logits[:, -1, :]
+    next_pos = positions[:, -1:] + 1
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    scores: list[list[float]] = [[] for _ in range(n)]
+    finish: list[FinishReason | None] = [None] * n
+    for step in range(max_new_tokens):
+        chosen_t = sample_next(logits, generators, temperature, top_p)
+        chosen = chosen_t.tolist()
+        chosen_lp = token_logprobs(logits, chosen_t, temperature).tolist() if logprobs else None
+        for i, tok in enumerate(chosen):
+            if finish[i] is None:
+                tokens[i].append(tok)
+                if chosen_lp is not None:
+                    scores[i].append(chosen_lp[i])
+                if tok in eos_ids:
+                    finish[i] = "stop"
+        if all(f is not None for f in finish) or step == max_new_tokens - 1:
+            break
+        feed = torch.tensor(
+            [[tok if finish[i] is None else pad_id] for i, tok in enumerate(chosen)],
+            dtype=torch.long,
+            device=device,
+        )
+        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
+        result = model(
+            input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True
+        )
         cache, logits = result.past_key_values, result.logits[:, -1, :]
-        next_pos = positions[:, -1:] + 1
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        finish: list[FinishReason | None] = [None] * n
-        for step in range(settings.max_new_tokens):
-            chosen = sample_next(logits, generators, settings.temperature, settings.top_p).tolist()
-            for i, tok in enumerate(chosen):
-                if finish[i] is None:
-                    if tok in self.eos_ids:
-                        finish[i] = "stop"
-                    else:
-                        tokens[i].append(tok)
-            if all(f is not None for f in finish) or step == settings.max_new_tokens - 1:
-                break
-            feed = torch.tensor(
-                [[tok if finish[i] is None else self.pad_id] for i, tok in enumerate(chosen)],
-                dtype=torch.long,
-                device=self.device,
-            )
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
-            result = self.model(
-                input_ids=feed,
-                attention_mask=mask,
-                position_ids=next_pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache, logits = result.past_key_values, result.logits[:, -1, :]
-            next_pos = next_pos + 1
-        return [(tokens[i], finish[i] or "length") for i in range(n)]
+        next_pos = next_pos + 1
+    return [(tokens[i], finish[i] or "length", scores[i] if logprobs else None) for i in range(n)]
+
+
+def token_logprobs(logits: Any, tokens: Any, temperature: float) -> Any:
+    """log p(token) per row under ``softmax(logits / temperature)`` (temperature <= 0: 1), in float64."""
+    import torch
+
+    scale = temperature if temperature > 0 else 1.0
+    logp = torch.log_softmax(logits.detach().to("cpu", torch.float64) / scale, dim=-1)
+    return logp.gather(-1, tokens.to("cpu").unsqueeze(-1)).squeeze(-1)
 
 
 def sample_next(logits: Any, generators: Sequence[Any], temperature: float, top_p: float) -> Any:
     """One token per row: temperature, then top-p (smallest prefix of the sorted distribution whose mass
     reaches top_p, at least one token), then inverse CDF at one uniform draw from that row's generator.
 
-    Row-local in float64: a row's token depends only on its own logits and generator.
+    Row-local in float64: a row's token depends only on its own logits and generator. ``temperature <= 0``
+    is greedy (argmax; no draw).
     """
     import torch
 
+    if temperature <= 0:
+        return logits.detach().to("cpu").argmax(dim=-1)
     uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
     probs = torch.softmax(logits.detach().to("cpu", torch.float64) / temperature, dim=-1)
     sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
