@@ -179,7 +179,9 @@ def test_submit_tail_logs_and_success(launcher: RayJobLauncher, ray_scripts: dic
 
 
 @pytest.mark.integration
-def test_attach_cancel_resubmit_and_timeout(launcher: RayJobLauncher, ray_scripts: dict[str, Path]):
+def test_attach_cancel_resubmit_and_timeout(
+    launcher: RayJobLauncher, ray_head: LocalRayHead, ray_scripts: dict[str, Path]
+):
     """Deterministic id: a second submit attaches; Ctrl-C in wait() stops the job; a STOPPED job is
     resubmitted as -try1; wait() past its timeout stops that one."""
     spec = RayJobSpec(entrypoint=cmd(ray_scripts["ticker"], "--n", "900"), submission_id=unique_id("attach"))
@@ -188,7 +190,7 @@ def test_attach_cancel_resubmit_and_timeout(launcher: RayJobLauncher, ray_script
     _wait_status(launcher, spec.submission_id, {"RUNNING"})
     assert launcher.submit_or_attach_detailed(spec) == (spec.submission_id, "attached")
     # A second client (e.g. a retried Airflow task on another worker) sees the same single job.
-    assert RayJobLauncher(launcher.address).submit_or_attach(spec) == spec.submission_id
+    assert ray_head.launcher().submit_or_attach(spec) == spec.submission_id
     assert list(launcher.attempts(spec.submission_id)) == [0]
 
     def on_log(line: str) -> None:
