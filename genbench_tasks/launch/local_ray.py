@@ -63,7 +63,7 @@ def _load_prctl():
 _PRCTL = _load_prctl()
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """Reserve-then-release ``n`` distinct free loopback ports (all bound at once, so no duplicates)."""
     socks = []
     try:
@@ -242,7 +242,7 @@ def _start_ray_head(num_cpus: int, num_gpus: int, timeout_s: float, auth: bool) 
         fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token)
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
     bin_dir = Path(sys.executable).parent
     ray_exe = shutil.which("ray", path=str(bin_dir)) or "ray"
     cmd = [

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.launch.local_ray import LocalRayHead
+from genbench_tasks.launch.local_ray import LocalRayHead, free_ports
 from genbench_tasks.pipeline import settings
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ def airflow_executable() -> str:
     """The ``airflow`` next to this interpreter (a venv need not be activated), else the one on PATH."""
     local = Path(sys.executable).with_name("airflow")
     return str(local) if local.exists() else "airflow"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -218,7 +212,7 @@ class LocalDeployment:
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self.api_port == 0:
-            self.api_port = free_port()
+            self.api_port = free_ports(1)[0]
         _refuse_taken_port(self.api_port)
         try:
             endpoint = self._stack.enter_context(local_s3_server(port=self.s3_port))
