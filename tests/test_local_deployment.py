@@ -183,10 +183,23 @@ def test_ctrl_c_stops_everything_it_started(deployment, api):
     proc.wait(timeout=120)
     assert proc.returncode == 0, (deployment["work"] / "genbench-up.out").read_text()[-3000:]
     deadline = time.monotonic() + 30
-    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    alive = [p for p in pids if _running(p)]
     while alive and time.monotonic() < deadline:
         time.sleep(1)
-        alive = [
-            p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-    assert alive == [], [psutil.Process(p).cmdline() for p in alive if psutil.pid_exists(p)]
+        alive = [p for p in alive if _running(p)]
+    assert alive == [], [_command_line(p) for p in alive]
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (one can exit between any two psutil calls)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return f"<pid {pid} gone>"

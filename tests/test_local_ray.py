@@ -27,6 +27,14 @@ USER_TOKEN = "token-of-the-users-own-cluster-0123456789abcdef"
 DRIVER = "import ray; ray.init(); print('ANSWER', ray.get(ray.remote(lambda: 41 + 1).remote()))"
 
 
+def _command_line(proc: psutil.Process) -> str:
+    """A process's command line, or "" for one that exited or is a zombie (Ray reaps its children lazily)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def listening_addresses(pids: list[int]) -> dict[str, set[str]]:
     """``{"name[pid]": {"ip:port", ...}}`` of every TCP/UDP socket listening or bound in those processes."""
     found: dict[str, set[str]] = {}
@@ -148,9 +156,7 @@ def test_queued_jobs_wait_for_cpus_instead_of_failing_after_ray_default_900s(hea
 
     head, _ = head_with_user_token
     dashboards = [
-        p
-        for p in _our_processes(head.process.pid, head.temp_dir)
-        if any("dashboard.py" in arg for arg in p.cmdline())
+        p for p in _our_processes(head.process.pid, head.temp_dir) if "dashboard.py" in _command_line(p)
     ]
     assert dashboards, "the dashboard (job manager) process was not found"
     for proc in dashboards:
