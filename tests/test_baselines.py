@@ -75,3 +75,15 @@ def test_baseline_differences_match_hand_computed_means():
         welch = sps.ttest_ind(values["0.9.1"], values[d.baseline], equal_var=False)
         assert d.p_value == pytest.approx(float(welch.pvalue))
     assert np.isfinite([d.ci_low for d in diffs]).all()
+
+
+def test_production_trl_cell_is_a_one_gpu_cell_job_not_a_verl_trainer(tmp_path):
+    """On a GPU profile TRL runs in the job's driver: one GPU, the cell entry point, the worker image."""
+    plan, cells = _cells(tmp_path, profile="gpu-small", verl_versions=["0.9.1"], seeds=1)
+    (trl,) = [c for c in cells.train if c.label == "trl-ppo"]
+    (verl,) = [c for c in cells.train if c.label == "0.9.1"]
+    trl_job, verl_job = job_kwargs(plan, trl), job_kwargs(plan, verl)
+    assert trl_job["entrypoint_num_gpus"] == 1 and "main_ppo" not in trl_job["entrypoint"]
+    assert trl.cell_dir in trl_job["entrypoint"]
+    assert "image_uri" in trl_job["runtime_env"]  # the GPU worker image, which ships trl
+    assert verl_job["entrypoint_num_gpus"] is None and "main_ppo" in verl_job["entrypoint"]

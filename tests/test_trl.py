@@ -107,6 +107,30 @@ def test_ppo_config_maps_the_profile(ws, tmp_path):
     assert (cfg.response_length, cfg.temperature) == (ppo.max_response_length, ppo.temperature)
     assert cfg.cliprange_value == 0.5 and cfg.kl_estimator == "k3" and cfg.stop_token == "eos"
     assert cfg.vf_coef == 1.0 and not cfg.whiten_rewards and cfg.missing_eos_penalty is None
+    assert cfg.local_rollout_forward_batch_size == ppo.rollout_batch_size
+
+
+def test_gpu_sizing_changes_memory_knobs_only(ws, tmp_path):
+    """GPU profiles size TRL with bf16, checkpointing and chunked rollouts; the PPO batch math stays."""
+    from genbench_tasks.training.trl_ppo import ppo_config_arguments
+
+    sized = {"use_cpu": False, "bf16": True, "gradient_checkpointing": True, "rollout_forward_batch_size": 4}
+    base = ppo_config_arguments(load_profile(str(ws["yaml"])), 7, tmp_path)
+    cfg = ppo_config_arguments(load_profile(str(ws["yaml"]), {"extra": {"trl_ppo": sized}}), 7, tmp_path)
+    knobs = ("use_cpu", "bf16", "gradient_checkpointing", "local_rollout_forward_batch_size")
+    assert [cfg[k] for k in knobs] == [False, True, True, 4]
+    assert {k: v for k, v in cfg.items() if k not in knobs} == {
+        k: v for k, v in base.items() if k not in knobs
+    }
+
+
+def test_gpu_profile_settings_are_valid_for_trl():
+    from genbench_tasks.profiles import load_profile as load
+    from genbench_tasks.training.trl_ppo import check_settings, trl_settings
+
+    profile = load("gpu-small")
+    check_settings(profile)
+    assert trl_settings(profile).bf16 and "trl-ppo" in profile.baselines
 
 
 @pytest.mark.parametrize(
@@ -121,6 +145,8 @@ def test_ppo_config_maps_the_profile(ws, tmp_path):
         ({"extra": {"verl_core": {"critic_warmup": 2}}}, "critic_warmup=2"),
         ({"extra": {"trl_ppo": {"vf_coeff": 1.0}}}, "extra.trl_ppo"),
         ({"extra": {"verl_core": {"train_max_samples": 4}}}, "fewer than ppo.rollout_batch_size=8"),
+        ({"extra": {"trl_ppo": {"bf16": True}}}, "bf16 is for GPU runs"),
+        ({"extra": {"trl_ppo": {"rollout_forward_batch_size": 3}}}, "must divide ppo.rollout_batch_size=8"),
     ],
 )
 def test_bad_settings_fail_with_one_line_error(ws, tmp_path, overrides, message):

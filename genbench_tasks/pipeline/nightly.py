@@ -272,7 +272,7 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
     production = profile.backend == "verl"
     version = cell.verl_version or plan.baseline_version
     image = profile.cluster.worker_image.format(verl_version=version) if production else None
-    if cell.kind == "train" and production:
+    if cell.kind == "train" and production and cell.label != TRL_PPO:
         from genbench_tasks.training.verl_launcher import build_job
 
         entrypoint = build_job(profile, cell).entrypoint
@@ -294,10 +294,7 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         "submission_id": cell.submission_id,
         "runtime_env": runtime_env,
         "entrypoint_num_cpus": 1,
-        # verl's trainer places its own GPU actors; a vLLM evaluation runs in the job's driver process.
-        "entrypoint_num_gpus": profile.cluster.tensor_parallel_size
-        if production and cell.kind == "eval"
-        else None,
+        "entrypoint_num_gpus": _driver_gpus(profile, cell) if production else None,
         "metadata": {
             "genbench_cell": cell.key,
             "kind": cell.kind,
@@ -305,6 +302,16 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
             "seed": str(cell.seed),
         },
     }
+
+
+def _driver_gpus(profile, cell: CellSpec) -> int | None:
+    """GPUs a production job's driver process needs: verl's trainer places its own GPU actors; a vLLM
+    evaluation and TRL's single-process PPO run in the driver."""
+    if cell.kind == "eval":
+        return profile.cluster.tensor_parallel_size
+    if cell.kind == "train" and cell.label == TRL_PPO:
+        return 1
+    return None
 
 
 def _installed_verl() -> str | None:

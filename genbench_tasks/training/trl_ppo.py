@@ -30,7 +30,8 @@ Hyper-parameters (`profile.ppo` = PPOSettings, `extra["verl_core"]` = CoreSettin
 Not in TRL (an error unless at verl-core's default-off value): kl_ctrl="adaptive", entropy_coeff != 0,
 critic_warmup > 0, top_p < 1, loss_agg_mode != "token-mean". Ignored: kl_target, kl_horizon (fixed KL),
 clip_ratio_c (TRL has no dual clip), save_freq (no mid-run state: a killed run restarts). TRL-only knobs
-(`extra["trl_ppo"]`, TrlSettings): vf_coef, whiten_rewards, missing_eos_penalty, use_cpu.
+(`extra["trl_ppo"]`, TrlSettings): vf_coef, whiten_rewards, missing_eos_penalty, use_cpu, and GPU memory
+sizing that leaves the algorithm unchanged (bf16, gradient_checkpointing, rollout_forward_batch_size).
 docs/trl-baseline.md lists what TRL treats differently (score position, value loss mask, data order).
 """
 
@@ -51,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import Profile
@@ -106,6 +107,11 @@ class TrlSettings(BaseModel):
     missing_eos_penalty: float | None = None  # TRL default: no penalty (verl has none)
     # None: CPU unless the profile is a GPU one (backend "verl"); the CPU run is the deterministic one.
     use_cpu: bool | None = None
+    # GPU sizing (memory only, the algorithm is unchanged): bf16 weights and activations, gradient
+    # checkpointing, and rollouts/forward passes in chunks of this many sequences (None: the whole batch).
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    rollout_forward_batch_size: int | None = Field(default=None, ge=1)
 
 
 def trl_settings(profile: Profile) -> TrlSettings:
@@ -133,9 +139,16 @@ def _first_error(exc: ValidationError) -> str:
 
 def check_settings(profile: Profile) -> None:
     """Raise a one-line GenbenchError for settings TRL's PPO cannot reproduce."""
-    ppo, core = profile.ppo, _core(profile)
-    trl_settings(profile)
+    ppo, core, extra = profile.ppo, _core(profile), trl_settings(profile)
     bad = []
+    if extra.bf16 and _use_cpu(profile):
+        bad.append("extra.trl_ppo.bf16 is for GPU runs (the CPU run is the fp32, deterministic one)")
+    forward = extra.rollout_forward_batch_size
+    if forward is not None and ppo.rollout_batch_size % forward:
+        bad.append(
+            f"extra.trl_ppo.rollout_forward_batch_size={forward} must divide "
+            f"ppo.rollout_batch_size={ppo.rollout_batch_size}"
+        )
     if ppo.steps < 1:
         bad.append(f"ppo.steps={ppo.steps} must be >= 1")
     if ppo.rollout_batch_size < 1 or ppo.mini_batch_size < 1:
@@ -194,22 +207,27 @@ def _use_cpu(profile: Profile) -> bool:
 
 def ppo_config(profile: Profile, seed: int, output_dir: str | Path):
     """The PPOConfig of a run (the mapping in the module docstring)."""
-    check_settings(profile)
     PPOConfig, _ = _trl()
+    return PPOConfig(**ppo_config_arguments(profile, seed, output_dir))
+
+
+def ppo_config_arguments(profile: Profile, seed: int, output_dir: str | Path) -> dict[str, Any]:
+    """PPOConfig's arguments (checkable without the hardware they ask for: bf16 needs a GPU to build)."""
+    check_settings(profile)
     ppo, core, extra = profile.ppo, _core(profile), trl_settings(profile)
-    return PPOConfig(
+    return dict(
         output_dir=str(output_dir),
         seed=seed,
         data_seed=seed,
         use_cpu=_use_cpu(profile),
-        bf16=False,
+        bf16=extra.bf16,
         fp16=False,
-        gradient_checkpointing=False,
+        gradient_checkpointing=extra.gradient_checkpointing,
         learning_rate=ppo.actor_lr,
         lr_scheduler_type="constant",
         per_device_train_batch_size=ppo.rollout_batch_size,
         gradient_accumulation_steps=1,
-        local_rollout_forward_batch_size=ppo.rollout_batch_size,
+        local_rollout_forward_batch_size=extra.rollout_forward_batch_size or ppo.rollout_batch_size,
         num_mini_batches=ppo.rollout_batch_size // ppo.mini_batch_size,
         total_episodes=ppo.steps * ppo.rollout_batch_size,
         num_ppo_epochs=ppo.ppo_epochs,
