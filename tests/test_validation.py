@@ -760,3 +760,56 @@ def test_unchanged_data_reuses_the_passing_report_and_a_changed_file_is_revalida
     parquet.write_bytes(parquet.read_bytes() + b"x")
     with pytest.raises(GenbenchError, match="sha256|changed"):
         validate_dataset_dir(data, cache_dir=cache)
+
+
+def _suite_jobs():
+    import great_expectations.expectations as gxe
+    import pandas as pd
+
+    good = pd.DataFrame({"id": ["a", "b", "c"], "n": [1, 2, 3]})
+    bad = pd.DataFrame({"id": ["a", "a", None], "n": [1, 2, 99]})
+    expectations = lambda: [  # noqa: E731 - a fresh list per suite
+        gxe.ExpectColumnValuesToNotBeNull(column="id"),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0, max_value=10),
+    ]
+    return [(f"part/{i}", df, expectations()) for i, df in enumerate([good, bad, good, bad])]
+
+
+def test_suites_in_forked_processes_give_the_results_of_one_process() -> None:
+    from genbench_tasks.validation.suites import SuitePool
+
+    outcomes = {}
+    for processes in (1, 2):
+        with SuitePool(None, processes=processes) as pool:
+            pending = [pool.submit(*job) for job in _suite_jobs()]
+            outcomes[processes] = [get() for get in pending]
+            assert (pool._executor is not None) == (processes == 2)
+    assert outcomes[1] == outcomes[2]
+    assert [len(failed) for _, failed in outcomes[2]] == [0, 3, 0, 3]
+    assert {f.expectation for f in outcomes[2][1][1]} == {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_between",
+    }
+
+
+def test_suites_run_in_process_inside_a_daemonic_worker() -> None:
+    """An Airflow worker process is daemonic and may not fork children: the pool runs the suites inline."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        from genbench_tasks.validation.suites import SuitePool
+
+        with SuitePool(None, processes=2) as pool:
+            results = [get() for get in [pool.submit(*job) for job in _suite_jobs()]]
+            queue.put((pool._executor is None, [len(f) for _, f in results]))
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    inline, failures = queue.get(timeout=300)
+    proc.join(60)
+    assert inline and failures == [0, 3, 0, 3]

@@ -164,13 +164,8 @@ def validate_dataset_dir(
         else:
             row_checks[entry.name] = check_sft(entry.name, entry.split, table)
 
-    # Reference solutions run in the sandbox while the GX suites run here.
-    jobs = [job.job for checks in row_checks.values() for job in checks.code_jobs]
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
-    references = pool.submit(_run_references, jobs, workers) if jobs else None
-
     from genbench_tasks.validation.suites import (
-        GXRunner,
+        SuitePool,
         arrow_schema_failures,
         build_expectations,
         flatten_rl,
@@ -178,35 +173,44 @@ def validate_dataset_dir(
     )
 
     html_dir = report_dir / "html" if build_html else None
-    try:
-        runner = GXRunner(html_dir)
-        results: list[DatasetResult] = []
-        for entry, family, table in loaded:
-            if entry.name in undecodable:
-                n_evaluated, failed = 1, undecodable[entry.name]
-            else:
-                df = flatten_rl(table) if entry.format == "rl" else flatten_sft(table)
-                min_rows, max_rows = expected_rows(profile, entry)
-                expectations = build_expectations(entry.format, family, entry.split, df, min_rows, max_rows)
-                n_evaluated, failed = runner.run(entry.name, df, expectations)
-                failed = arrow_schema_failures(table.schema, FORMATS[entry.format]) + failed
-                n_evaluated += 1 + len(row_checks[entry.name].checks)
-            results.append(
-                DatasetResult(
-                    name=entry.name,
-                    path=entry.path,
-                    family=entry.family,
-                    split=entry.split,
-                    format=entry.format,
-                    rows=table.num_rows,
-                    success=not failed,
-                    expectations_evaluated=n_evaluated,
-                    failed_expectations=failed,
+    checked = [item for item in loaded if item[0].name not in undecodable]
+    # The GX suites run in forked processes (forked first, before any thread starts) while the reference
+    # solutions run in the sandbox from a thread here.
+    with SuitePool(html_dir, processes=len(checked)) as suites:
+        pending = {}
+        for entry, family, table in checked:
+            df = flatten_rl(table) if entry.format == "rl" else flatten_sft(table)
+            min_rows, max_rows = expected_rows(profile, entry)
+            expectations = build_expectations(entry.format, family, entry.split, df, min_rows, max_rows)
+            pending[entry.name] = suites.submit(entry.name, df, expectations)
+        jobs = [job.job for checks in row_checks.values() for job in checks.code_jobs]
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
+        references = pool.submit(_run_references, jobs, workers) if jobs else None
+        try:
+            results: list[DatasetResult] = []
+            for entry, _family, table in loaded:
+                if entry.name in undecodable:
+                    n_evaluated, failed = 1, undecodable[entry.name]
+                else:
+                    n_evaluated, failed = pending[entry.name]()
+                    failed = arrow_schema_failures(table.schema, FORMATS[entry.format]) + failed
+                    n_evaluated += 1 + len(row_checks[entry.name].checks)
+                results.append(
+                    DatasetResult(
+                        name=entry.name,
+                        path=entry.path,
+                        family=entry.family,
+                        split=entry.split,
+                        format=entry.format,
+                        rows=table.num_rows,
+                        success=not failed,
+                        expectations_evaluated=n_evaluated,
+                        failed_expectations=failed,
+                    )
                 )
-            )
-        outcomes, seconds = references.result() if references is not None else ([], 0.0)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            outcomes, seconds = references.result() if references is not None else ([], 0.0)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     sandbox = outcomes[0].isolation if outcomes else None
     if outcomes:
         passed = sum(o.passed for o in outcomes)
