@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Airflow reads its configuration once, at first import: point it at a private SQLite home before any test
-# imports it (tests/fixtures/airflow_home.py migrates the DB when a test needs it).
+# imports it.
 if (
     "AIRFLOW_HOME" not in os.environ
     or os.environ.get("GENBENCH_TEST_AIRFLOW_HOME") != os.environ["AIRFLOW_HOME"]
@@ -28,6 +28,6 @@ if (
 
 pytest_plugins = [
     name
-    for name in ("tests.fixtures.ray_cluster", "tests.fixtures.s3_server", "tests.fixtures.airflow_home")
+    for name in ("tests.fixtures.ray_cluster", "tests.fixtures.s3_server")
     if (REPO / "tests" / "fixtures" / (name.rsplit(".", 1)[1] + ".py")).exists()
 ]

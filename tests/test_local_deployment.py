@@ -4,11 +4,15 @@ processes, a private Ray head with token auth and the local S3 server, all on lo
 One deployment for the module (startup ~1 min): the DAG parses with no import errors, the trigger form opens
 in headless Chromium with its defaults and its Trigger button is enabled, unpausing schedules no missed
 nightly, a small run triggered through the REST API (JWT from /auth/token) runs its Ray tasks deferred in
-the triggerer to success, and the report lands in S3. Ctrl-C stops every process it started."""
+the triggerer, its cells in parallel, one Ray job each, to success; the three-row report and every artifact
+land in S3 with their checksums; a second run with the same inputs redoes nothing and gets its verdicts from
+the history. Ctrl-C stops every process it started. (The scheduler's run is the pipeline's end-to-end test:
+`dag.test()` would hide form, scheduling and parallelism bugs.)"""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import signal
@@ -136,44 +140,127 @@ def test_trigger_form_opens_with_defaults_and_its_trigger_button_is_enabled(depl
             browser.close()
 
 
-def test_small_run_defers_its_ray_tasks_and_publishes_the_report(deployment, api):
-    api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
-    conf = {"verl_versions": ["0.9.1"], "seeds": 1, "profile_overrides": SMALL}
-    run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
-    run_id = run["dag_run_id"]
-    state, seen = api.follow_run(DAG_ID, run_id, timeout_s=1500, poll_s=1)
-    tis = api.task_instances(DAG_ID, run_id)
-    final = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
-    assert state == "success", final
-    assert all(s in ("success", "skipped") for s in final.values()), final
-    for task_id in RAY_TASKS:
-        assert "deferred" in seen.get(task_id, set()), f"{task_id} never deferred: {seen}"
-        assert final[(task_id, 0)] == "success"
-    # Three evaluation cells (sft, trl-ppo, 0.9.1; seed 0) on a 2-CPU head: they overlap (the scheduler runs
-    # mapped tasks in parallel; dag.test() would run them one after the other).
-    stages = {task_id: (count, wall, summed) for task_id, count, wall, summed in stage_times(tis)}
-    count, wall, summed = stages["evaluate"]
-    assert count == 3 and summed > 1.3 * wall, stages["evaluate"]
-
-    # Unpausing a DAG whose slot passed 3 h ago scheduled nothing: the only run is the one we asked for.
-    runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
-    assert [r["run_type"] for r in runs] == ["manual"], runs
-
+def _s3(deployment: dict):
     import boto3
 
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=deployment["s3_endpoint"],
         region_name="us-east-1",
         aws_access_key_id="genbench",
         aws_secret_access_key="genbench-secret",
     )
+
+
+def _ray_jobs(deployment: dict) -> list[str]:
+    from genbench_tasks.launch.ray_jobs import RayJobLauncher
+
+    token = Path(deployment["ray_token_file"]).read_text().strip() if deployment["ray_token_file"] else None
+    launcher = RayJobLauncher(deployment["ray_dashboard"], token=token)
+    return sorted(j.submission_id for j in launcher.client.list_jobs() if j.submission_id)
+
+
+def _success_markers(work: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (work / "cells").rglob("_SUCCESS")}
+
+
+def _get_json(s3, bucket: str, key: str) -> dict:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+#: The study's small nightly: one verl version, two seeds, the two baselines (sft, trl-ppo).
+CONF = {"verl_versions": ["0.9.1"], "seeds": 2, "profile_overrides": SMALL}
+
+
+@pytest.fixture(scope="module")
+def first_run(deployment, api) -> dict:
+    """The small nightly, triggered through the REST API as the UI does, followed to its end."""
+    api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": CONF})
+    state, seen = api.follow_run(DAG_ID, run["dag_run_id"], timeout_s=1800, poll_s=1)
+    tis = api.task_instances(DAG_ID, run["dag_run_id"])
+    return {"state": state, "seen": seen, "tis": tis, "markers": _success_markers(deployment["work"])}
+
+
+def test_small_run_defers_its_ray_tasks_and_runs_cells_in_parallel(deployment, api, first_run):
+    final = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in first_run["tis"]}
+    assert first_run["state"] == "success", final
+    assert all(s in ("success", "skipped") for s in final.values()), final
+    for task_id in RAY_TASKS:
+        assert "deferred" in first_run["seen"].get(task_id, set()), f"{task_id} never deferred: {first_run}"
+        assert final[(task_id, 0)] == "success"
+    # Six evaluation cells (sft, trl-ppo, 0.9.1 x 2 seeds) on a 2-CPU head: they overlap (the scheduler runs
+    # mapped tasks in parallel; dag.test() would run them one after the other).
+    stages = {
+        task_id: (count, wall, summed) for task_id, count, wall, summed in stage_times(first_run["tis"])
+    }
+    count, wall, summed = stages["evaluate"]
+    assert count == 6 and summed > 1.3 * wall, stages["evaluate"]
+    # Every cell ran once, each as one Ray job: SFT, 2 verl PPO + 2 TRL PPO (the traditional-PPO baseline,
+    # once per seed), 2 + 2 + 2 evaluations.
+    kinds = sorted(Path(p).parts[-3] for p in first_run["markers"])
+    assert kinds == ["eval"] * 6 + ["sft"] + ["train"] * 4
+    jobs = _ray_jobs(deployment)
+    assert len(jobs) == 11 and sum("-train-trl-ppo-" in j for j in jobs) == 2
+
+    # Unpausing a DAG whose slot passed 3 h ago scheduled nothing: the only run is the one we asked for.
+    runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
+    assert [r["run_type"] for r in runs] == ["manual"], runs
+
+
+def test_small_run_publishes_the_three_row_report_and_checksummed_artifacts(deployment, first_run):
+    assert first_run["state"] == "success"
+    s3 = _s3(deployment)
     bucket, prefix = deployment["report_uri"].removeprefix("s3://").split("/", 1)
-    index = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/index.json")["Body"].read())
-    (entry,) = index["runs"]
+    (entry,) = _get_json(s3, bucket, f"{prefix}/index.json")["runs"]
     assert entry["status"] == "success"
-    report = s3.get_object(Bucket=bucket, Key=f"{prefix}/runs/{entry['run_key']}/report.html")["Body"].read()
-    assert b"code_generation" in report and b"0.9.1" in report
+    run_prefix = f"{prefix}/runs/{entry['run_key']}"
+    published = _get_json(s3, bucket, f"{run_prefix}/published.json")
+    keys = {o["key"] for o in published["objects"]}
+    assert {"report.html", "summary.json", "comparison.json", "manifest.json", "data/datasets.json"} <= keys
+    for expected in ("train/0.9.1/seed=1/", "eval/sft/seed=0/samples.", "train/trl-ppo/seed=1/"):
+        assert any(k.startswith(expected) for k in keys), expected
+    assert any(k.startswith("eval/trl-ppo/seed=1/samples.") for k in keys)
+    assert any(k.startswith("validation/") for k in keys)
+    for obj in published["objects"]:
+        body = s3.get_object(Bucket=bucket, Key=f"{run_prefix}/{obj['key']}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == obj["sha256"], obj["key"]
+    report = s3.get_object(Bucket=bucket, Key=f"{run_prefix}/report.html")["Body"].read().decode()
+    assert "<svg" in report and "code_generation" in report and "0.9.1" in report
+    summary = _get_json(s3, bucket, f"{run_prefix}/summary.json")
+    assert summary["labels"] == ["sft", "trl-ppo", "0.9.1"]  # the study's rows, in its order
+    diffs = {(d["version"], d["baseline"], d["family"], d["metric"]) for d in summary["baseline_differences"]}
+    assert ("0.9.1", "trl-ppo", "code_generation", "success_rate") in diffs
+    assert ("0.9.1", "sft", "code_generation", "reward_mean") in diffs
+    assert "verl against the study" in report and "traditional PPO (TRL)" in report
+    comparison = _get_json(s3, bucket, f"{run_prefix}/comparison.json")
+    assert comparison["comparisons"] == []  # one version, no previous nightly: nothing to compare yet
+
+
+def test_second_run_with_the_same_inputs_is_all_cached(deployment, api, first_run):
+    assert first_run["state"] == "success"
+    s3 = _s3(deployment)
+    bucket, prefix = deployment["report_uri"].removeprefix("s3://").split("/", 1)
+    (first,) = _get_json(s3, bucket, f"{prefix}/index.json")["runs"]
+    jobs_before = _ray_jobs(deployment)
+    run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": CONF})
+    state, _ = api.follow_run(DAG_ID, run["dag_run_id"], timeout_s=900, poll_s=1)
+    assert state == "success"
+    assert _success_markers(deployment["work"]) == first_run["markers"]  # no cell redone
+    assert _ray_jobs(deployment) == jobs_before  # no Ray job submitted
+
+    runs = _get_json(s3, bucket, f"{prefix}/index.json")["runs"]
+    assert len(runs) == 2 and all(r["status"] == "success" for r in runs)
+    # The second nightly's verdicts come from the history. Both runs are of the same night, so the later run
+    # replaces the earlier one there: one night of history, too little to detect anything (no false alarm).
+    (second,) = [r for r in runs if r["run_key"] != first["run_key"]]
+    doc = _get_json(s3, bucket, f"{prefix}/runs/{second['run_key']}/verdicts.json")
+    assert {(v["version"], v["metric"]) for v in doc["verdicts"]} == {
+        ("0.9.1", m) for m in ("success_rate", "reward_mean")
+    }
+    assert all(v["verdict"] == "insufficient data" and v["nights"] == 1 for v in doc["verdicts"])
+    history = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/history/")["Contents"]
+    assert {o["Key"].rsplit("/", 1)[1] for o in history} == {f"{r['run_key']}.jsonl" for r in runs}
 
 
 def test_ctrl_c_stops_everything_it_started(deployment, api):

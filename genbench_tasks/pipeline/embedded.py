@@ -1,8 +1,7 @@
 """The embedded default: the production DAG on one machine, every service on 127.0.0.1.
 
 - Local services: moto's S3 server and a private Ray head (token auth, own temp dir).
-- ``genbench demo`` runs the DAG once in-process with ``dag.test()``.
-- ``genbench up`` (:class:`LocalDeployment`) runs the real thing: Airflow's api-server, scheduler,
+- ``genbench up`` and ``genbench demo`` (:class:`LocalDeployment`) run the real thing: Airflow's api-server, scheduler,
   dag-processor and triggerer as separate processes (LocalExecutor, SQLite), so the UI, the trigger form, the
   scheduler and deferred Ray tasks behave as in production.
 """
@@ -167,19 +166,6 @@ def migrate_airflow_db(env: dict[str, str]) -> None:
     )
     if result.returncode != 0:
         raise GenbenchError(f"`airflow db migrate` failed: {result.stderr.strip().splitlines()[-1:]}")
-
-
-def run_dag_once(run_conf: dict, dags_folder: Path | None = None) -> str:
-    """Parse the DAG folder (import errors fail loudly) and run genbench_nightly once with dag.test()."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    folder = dags_folder or default_dags_folder()
-    bag = DagBag(dag_folder=str(folder))
-    if bag.import_errors:
-        raise GenbenchError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("genbench_nightly")
-    dag_run = dag.test(run_conf=run_conf, logical_date=None)
-    return str(dag_run.state)
 
 
 @dataclass
