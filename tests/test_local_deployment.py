@@ -23,6 +23,7 @@ import pytest
 
 from genbench_tasks.launch.local_ray import _our_processes
 from genbench_tasks.pipeline.embedded import AirflowApi, stage_times
+from genbench_tasks.s3_client import s3_client
 from tests.fixtures.small_profile import SMALL
 from tests.test_local_ray import listening_addresses, non_loopback
 
@@ -159,12 +160,8 @@ def test_small_run_defers_its_ray_tasks_and_publishes_the_report(deployment, api
     runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
     assert [r["run_type"] for r in runs] == ["manual"], runs
 
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=deployment["s3_endpoint"],
-        region_name="us-east-1",
+    s3 = s3_client(
+        deployment["s3_endpoint"],
         aws_access_key_id="genbench",
         aws_secret_access_key="genbench-secret",
     )

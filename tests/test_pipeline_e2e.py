@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from genbench_tasks.pipeline.embedded import airflow_environment, default_dags_folder, run_dag_once
+from genbench_tasks.s3_client import s3_client
 from tests.fixtures.small_profile import SMALL
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -18,9 +19,7 @@ BUCKET = "genbench-e2e"
 
 
 def _s3(endpoint: str):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    return s3_client(endpoint)
 
 
 def _ray_jobs(head) -> list[str]:
