@@ -225,8 +225,9 @@ def _bwrap_base() -> tuple[str, ...]:
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         argv += ["--unshare-user", "--disable-userns"]
-    argv += ["--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
-    argv += ["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
+    argv.append("--clearenv")
+    for name, value in _clean_env("/tmp").items():
+        argv += ["--setenv", name, value]
     roots = _bind_roots()
     parents = sorted({a for r in roots for a in _ancestors(r)} - set(roots))
     for d in parents:
@@ -249,6 +250,27 @@ def _ancestors(path: str) -> list[str]:
 
 def _python_argv() -> list[str]:
     return [sys.executable, "-I", "-S", "-B", "-c"]
+
+
+def _clean_env(home: str) -> dict[str, str]:
+    """The whole environment of a sandboxed process (bubblewrap: --clearenv, then these)."""
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home, "TMPDIR": home}
+
+
+def _spawn(argv: list[str], stdout: int, stderr: int, pass_fd: int, env: dict, cwd: str) -> subprocess.Popen:
+    """Start the harness bootstrap (under ``argv``, bubblewrap's, if any) in a session of its own; the
+    precompiled harness goes to its stdin."""
+    boot, _ = _harness()
+    return subprocess.Popen(
+        [*argv, *boot],
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
+        pass_fds=(pass_fd,),
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 @functools.cache
@@ -439,18 +461,15 @@ class _Seat:
     def _start_zygote(self) -> None:
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = _bwrap_argv(1 << 20, zygote=True) if self.mode == "bubblewrap" else []
-        boot, code = _harness()
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "TMPDIR": "/tmp"}
+        _, code = _harness()
         try:
-            proc = subprocess.Popen(
-                [*argv, *boot],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                pass_fds=(child.fileno(),),
-                env={} if argv else env,
-                cwd="/",
-                start_new_session=True,
+            proc = _spawn(
+                argv,
+                subprocess.DEVNULL,
+                subprocess.PIPE,
+                child.fileno(),
+                {} if argv else _clean_env("/tmp"),
+                "/",
             )
         finally:
             sock_fd = child.fileno()
@@ -527,24 +546,14 @@ class _Seat:
         self, cfg: dict, test_bytes: bytes, limits: SandboxLimits, start: float, workdir: str | None
     ) -> tuple[SandboxResult, bool]:
         """Unprivileged host: one bubblewrap/Python process per sample."""
-        boot, code = _harness()
+        _, code = _harness()
         vr, vw = os.pipe()
         if self.mode == "bubblewrap":
             argv, env, cwd = _bwrap_argv(cfg["tmpfs"]), {}, "/"
         else:
-            argv, cwd = [], workdir
-            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+            argv, env, cwd = [], _clean_env(workdir), workdir
         try:
-            proc = subprocess.Popen(
-                [*argv, *boot],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(vw,),
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
+            proc = _spawn(argv, subprocess.PIPE, subprocess.STDOUT, vw, env, cwd)
         except OSError as e:
             os.close(vr)
             return _result("error", f"sandbox failed to start: {e}", start), False
