@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from collections.abc import Sequence
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+
+from genbench_tasks.hashing import content_key
 
 
 def package_versions(names: Sequence[str]) -> dict[str, str]:
@@ -25,9 +26,7 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
 def code_version() -> str:
     """Hash of the installed genbench_tasks sources (works without git, identical on every worker)."""
     root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.suffix in {".py", ".yaml"} and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    files = [
+        p for p in sorted(root.rglob("*")) if p.suffix in {".py", ".yaml"} and "__pycache__" not in p.parts
+    ]
+    return content_key(*(part for p in files for part in (str(p.relative_to(root)), p.read_bytes())))

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from genbench_tasks.cli import main
-from genbench_tasks.data.build import MANIFEST_NAME, build_datasets, sha256_file
+from genbench_tasks.data.build import MANIFEST_NAME, build_datasets
+from genbench_tasks.hashing import file_sha256
 from genbench_tasks.profiles import load_profile
 
 _SCRIPT = Path(sys.executable).with_name("genbench")
@@ -59,7 +60,7 @@ def replace_table(data_dir: Path, rel: str, table: pa.Table) -> None:
     manifest = json.loads((data_dir / MANIFEST_NAME).read_text())
     for entry in manifest["datasets"]:
         if entry["path"] == rel:
-            entry.update(rows=table.num_rows, sha256=sha256_file(data_dir / rel))
+            entry.update(rows=table.num_rows, sha256=file_sha256(data_dir / rel))
     (data_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 

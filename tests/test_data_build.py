@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from genbench_tasks.data.build import MANIFEST_NAME, SPLITS, build_datasets, load_manifest, sha256_file
+from genbench_tasks.data.build import MANIFEST_NAME, SPLITS, build_datasets, load_manifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import get_family
+from genbench_tasks.hashing import file_sha256
 from genbench_tasks.profiles import Profile, load_profile
 
 SIZES = {
@@ -27,7 +28,7 @@ def small_profile(**data) -> Profile:
 
 def file_hashes(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): sha256_file(p)
+        str(p.relative_to(root)): file_sha256(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and (p.suffix == ".parquet" or p.name == MANIFEST_NAME)
     }
@@ -47,7 +48,7 @@ def test_same_seed_and_sizes_give_byte_identical_files(built: Path, tmp_path: Pa
     assert len(first) == 2 * 7 + 1  # 7 (family, split) pairs x {rl, sft} + datasets.json
     assert first == second
     for entry in manifest.datasets:  # the manifest records the real file hashes
-        assert sha256_file(again / entry.path) == entry.sha256
+        assert file_sha256(again / entry.path) == entry.sha256
 
 
 def test_different_seed_gives_different_data(built: Path, tmp_path: Path) -> None:

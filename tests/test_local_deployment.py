@@ -27,6 +27,7 @@ import pytest
 
 from genbench_tasks.launch.local_ray import _our_processes
 from genbench_tasks.pipeline.embedded import AirflowApi, stage_times
+from genbench_tasks.s3_client import s3_client
 from tests.fixtures.small_profile import SMALL
 from tests.test_local_ray import listening_addresses, non_loopback
 
@@ -141,14 +142,8 @@ def test_trigger_form_opens_with_defaults_and_its_trigger_button_is_enabled(depl
 
 
 def _s3(deployment: dict):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=deployment["s3_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="genbench",
-        aws_secret_access_key="genbench-secret",
+    return s3_client(
+        deployment["s3_endpoint"], aws_access_key_id="genbench", aws_secret_access_key="genbench-secret"
     )
 
 

@@ -27,6 +27,7 @@ from genbench_tasks.pipeline.nightly import NightlyParams, detect_regressions, m
 from genbench_tasks.pipeline.publishing import run_status
 from genbench_tasks.publish.s3 import S3Store, publish_run
 from genbench_tasks.rewards import score_many
+from genbench_tasks.s3_client import s3_client
 from genbench_tasks.scoring.metrics import compute_run_metrics
 
 pytestmark = pytest.mark.integration
@@ -105,9 +106,7 @@ def _night(work: Path, cells: Path, i: int, day: str, bucket: str, store: S3Stor
 
 
 def test_planted_change_is_alerted_on_its_night_in_the_published_report(tmp_path, s3_server, capsys):
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3 = s3_client(s3_server)
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     store = S3Store.from_boto3(s3_server)

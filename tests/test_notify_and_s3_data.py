@@ -12,6 +12,7 @@ import pytest
 from genbench_tasks.data.sources import CustomDataset, load_custom
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.pipeline import notify
+from genbench_tasks.s3_client import s3_client
 
 
 @pytest.fixture
@@ -62,10 +63,8 @@ def test_notify_never_fails_the_run_when_the_webhook_is_down(tmp_path, monkeypat
 
 
 def test_custom_dataset_from_s3(s3_server, monkeypatch):
-    import boto3
-
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    s3 = s3_client(s3_server)
     s3.create_bucket(Bucket="user-data")
     rows = [
         {"q": f"Rewrite the text. Rule: Convert the text to upper case.\nText: cat {i}", "a": f"CAT {i}"}

@@ -23,6 +23,7 @@ from genbench_tasks.publish.s3 import (
     file_digests,
     publish_run,
 )
+from genbench_tasks.s3_client import s3_client
 from tests.fixtures.rundir import make_rundir
 
 pytestmark = pytest.mark.integration
@@ -39,12 +40,7 @@ PUBLIC_GRANTEES = (
 
 @pytest.fixture()
 def s3(s3_server):
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3", endpoint_url=s3_server, region_name="us-east-1", config=Config(retries={"max_attempts": 1})
-    )
+    return s3_client(s3_server, max_attempts=1)
 
 
 @pytest.fixture()

@@ -210,12 +210,11 @@ def test_fixture_matches_the_pipeline_schemas(tmp_path):
 @pytest.mark.integration
 def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
     """Publish three nightlies, then load report.html and index.html from the S3 endpoint in Chromium."""
-    import boto3
-
     from genbench_tasks.publish import S3Store, publish_run
+    from genbench_tasks.s3_client import s3_client
 
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    s3_client(s3_server).create_bucket(Bucket=bucket)
     store = S3Store.from_boto3(s3_server)
     results = []
     for i, date in enumerate(("2026-11-18", "2026-11-19", "2026-11-20")):

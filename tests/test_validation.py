@@ -18,9 +18,9 @@ from genbench_tasks.data.build import (
     DatasetManifest,
     build_datasets,
     load_manifest,
-    sha256_file,
 )
 from genbench_tasks.errors import DataValidationError, GenbenchError
+from genbench_tasks.hashing import file_sha256
 from genbench_tasks.profiles import Profile, load_profile
 from genbench_tasks.validation import (
     TextItem,
@@ -66,7 +66,7 @@ def subset(
         if edit and name in edit:
             table = edit[name](pq.read_table(src / entry.path))
             pq.write_table(table, target)
-            entry = entry.model_copy(update={"rows": table.num_rows, "sha256": sha256_file(target)})
+            entry = entry.model_copy(update={"rows": table.num_rows, "sha256": file_sha256(target)})
         else:
             shutil.copyfile(src / entry.path, target)
         entries.append(entry)

@@ -114,7 +114,7 @@ def key_value(text: str) -> str:
 
 def http_url(text: str) -> str:
     """An http(s) endpoint URL with a host (an S3 endpoint: MinIO, moto, AWS)."""
-    from genbench_tasks.publish.s3 import endpoint_problem
+    from genbench_tasks.s3_client import endpoint_problem
 
     problem = endpoint_problem(text)
     if problem:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from genbench_tasks.data.sources import load_custom
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import Example, TaskFamily, get_family
+from genbench_tasks.hashing import content_key, file_sha256
 from genbench_tasks.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,7 @@ class DatasetManifest(BaseModel):
         raise GenbenchError(f"dataset {family}/{split} ({fmt}) is not in the manifest")
 
     def content_hash(self) -> str:
-        blob = "".join(sorted(f"{d.path}:{d.sha256}" for d in self.datasets)).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return content_key(*sorted(f"{d.path}:{d.sha256}" for d in self.datasets))
 
 
 def split_examples(
@@ -129,7 +120,7 @@ def _write(rows: list[dict], schema: pa.Schema, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows, schema=schema)
     pq.write_table(table, path, compression="zstd", write_statistics=False)
-    return sha256_file(path)
+    return file_sha256(path)
 
 
 def build_datasets(profile: Profile, out_dir: str | Path) -> DatasetManifest:

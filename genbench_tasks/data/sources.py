@@ -65,11 +65,11 @@ def read_records(uri: str) -> list[dict]:
 
 
 def _download_s3(uri: str, local: Path) -> None:
-    import boto3
+    from genbench_tasks.s3_client import s3_client
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
-        boto3.client("s3").download_file(bucket, key, str(local))
+        s3_client().download_file(bucket, key, str(local))
     except Exception as exc:
         raise GenbenchError(f"cannot read {uri}: {exc}") from exc
 

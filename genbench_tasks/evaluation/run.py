@@ -22,7 +22,6 @@ Also a Ray job entrypoint: ``python -m genbench_tasks.evaluation.run --checkpoin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key, file_sha256
 from genbench_tasks.profiles import DEFAULT_PROFILE, EvalSettings
 from genbench_tasks.provenance import package_versions
 from genbench_tasks.scoring.metrics import Embedder, RunMetrics
@@ -181,16 +181,11 @@ class EvalResult(BaseModel):
 # --------------------------------------------------------------------------------------------- helpers
 def checkpoint_sha256(checkpoint_dir: str | Path) -> str:
     """sha256 over the sorted (relative path, file sha256) pairs of every file under the directory."""
-    from genbench_tasks.data.build import sha256_file
-
     root = Path(checkpoint_dir)
-    digest = hashlib.sha256()
     files = sorted(p for p in root.rglob("*") if p.is_file())
     if not files:
         raise GenbenchError(f"checkpoint {root} is empty")
-    for path in files:
-        digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
+    return content_key(*((p.relative_to(root).as_posix(), file_sha256(p)) for p in files), length=None)
 
 
 def default_model_label(out_dir: Path, checkpoint_dir: Path) -> str:
@@ -303,7 +298,7 @@ def evaluate_checkpoint(
         "sampling": _sampling_key(settings),
         "model_label": label,
     }
-    key = hashlib.sha256(json.dumps(key_blob, sort_keys=True).encode()).hexdigest()[:32]
+    key = content_key(key_blob)
     if not force and (hit := _cached(out, key)) is not None:
         log.info("%s: complete run with the same inputs exists (cache key %s); skipping", out, key)
         return hit

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genbench_tasks.hashing import content_key
+
 Role = Literal["train", "heldout"]
 MetricName = Literal["success", "bleu", "consistency", "reward", "pass_at_k"]
 
@@ -119,7 +121,7 @@ def generate_unique(
 
 
 def content_id(prefix: str, *parts: str) -> str:
-    return f"{prefix}-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+    return f"{prefix}-{content_key(*parts, length=12)}"
 
 
 def normalize_text(text: str) -> str:

@@ -11,7 +11,6 @@ Ray is imported lazily: this module is imported by the Airflow operator/trigger,
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import logging
 import re
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -477,7 +477,7 @@ def submit_via_ray(
     re-running the same command attaches to the live job or resumes a failed one from its checkpoint.
     Paths in ``entrypoint`` must be absolute: the job does not run in the caller's working directory.
     """
-    out_key = hashlib.sha1(str(Path(out_dir).resolve()).encode()).hexdigest()[:10]
+    out_key = content_key(str(Path(out_dir).resolve()), length=10)
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", Path(profile).stem)[:40] or "profile"
     spec = RayJobSpec(
         entrypoint=entrypoint,

@@ -11,7 +11,6 @@ so re-running a nightly recomputes nothing and a retry redoes only what failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -21,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from genbench_tasks.hashing import content_key
 from genbench_tasks.labels import TRL_PPO
 from genbench_tasks.provenance import code_version
 
@@ -56,8 +56,7 @@ class CellSpec(BaseModel):
 
 
 def cell_key(kind: CellKind, **inputs) -> str:
-    blob = json.dumps({"kind": kind, "code": code_version(), **inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return content_key({"kind": kind, "code": code_version(), **inputs})
 
 
 def write_spec(spec: CellSpec) -> Path:

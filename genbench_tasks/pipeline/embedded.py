@@ -56,8 +56,9 @@ def airflow_executable() -> str:
 @contextlib.contextmanager
 def local_s3_server(bucket: str = DEMO_BUCKET, port: int = 0) -> Iterator[str]:
     """moto's S3-compatible server on loopback with ``bucket`` created; yields the endpoint URL."""
-    import boto3
     from moto.server import ThreadedMotoServer
+
+    from genbench_tasks.s3_client import s3_client
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "genbench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "genbench-secret")
@@ -66,7 +67,7 @@ def local_s3_server(bucket: str = DEMO_BUCKET, port: int = 0) -> Iterator[str]:
     server.start()
     host, bound = server.get_host_and_port()
     endpoint = f"http://{host}:{bound}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    s3_client(endpoint).create_bucket(Bucket=bucket)
     log.info("local S3 (moto) at %s, bucket %s", endpoint, bucket)
     try:
         yield endpoint

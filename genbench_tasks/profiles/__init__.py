@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import resources
 from typing import Literal
 
@@ -12,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genbench_tasks.data.sources import CustomDataset
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 
 #: The embedded default (``GENBENCH_PROFILE`` may name another for the DAG form).
 DEFAULT_PROFILE = "local-cpu"
@@ -126,8 +125,7 @@ class Profile(_Strict):
 
     def config_hash(self) -> str:
         """Stable hash of the resolved profile (used in cache keys and manifests)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return content_key(self.model_dump(mode="json"))
 
     @property
     def training_families(self) -> list[str]:

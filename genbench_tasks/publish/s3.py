@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import mimetypes
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -38,6 +37,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
+from genbench_tasks.s3_client import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +50,23 @@ PUBLISHED_SCHEMA = "genbench.published/1"
 GENERATED = ("report.html", "published.json")
 NO_CACHE = "no-cache, max-age=0"
 
-CONTENT_TYPES: dict[str, str] = {
-    ".html": "text/html; charset=utf-8",
-    ".htm": "text/html; charset=utf-8",
-    ".json": "application/json",
+JSON_TYPE = "application/json"
+#: The standard library's built-in table (not the host's /etc/mime.types, so every host agrees), plus the
+#: types it lacks; ``.gz`` objects are served as gzip files, not as transfer-encoded content.
+_MIME = mimetypes.MimeTypes()
+for _ext, _type in {
     ".jsonl": "application/x-ndjson",
     ".ndjson": "application/x-ndjson",
     ".parquet": "application/vnd.apache.parquet",
-    ".svg": "image/svg+xml",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".log": "text/plain; charset=utf-8",
-    ".md": "text/markdown; charset=utf-8",
-    ".csv": "text/csv; charset=utf-8",
     ".yaml": "application/yaml",
     ".yml": "application/yaml",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".ico": "image/x-icon",
+    ".md": "text/markdown",
+    ".log": "text/plain",
+    ".js": "text/javascript",
     ".woff2": "font/woff2",
-    ".safetensors": "application/octet-stream",
-    ".pt": "application/octet-stream",
-    ".bin": "application/octet-stream",
-    ".ckpt": "application/octet-stream",
-    ".npy": "application/octet-stream",
-    ".npz": "application/octet-stream",
-    ".pkl": "application/octet-stream",
     ".gz": "application/gzip",
-    ".zip": "application/zip",
-}
+}.items():
+    _MIME.add_type(_type, _ext)
 
 
 class PublishError(GenbenchError):
@@ -89,28 +75,13 @@ class PublishError(GenbenchError):
 
 def content_type_for(name: str) -> str:
     """Content-Type of an object by file name (``application/octet-stream`` when unknown)."""
-    suffix = PurePosixPath(name).suffix.lower()
-    if suffix in CONTENT_TYPES:
-        return CONTENT_TYPES[suffix]
-    guessed, _ = mimetypes.guess_type(name)
-    return guessed or "application/octet-stream"
+    guessed = _MIME.types_map[True].get(PurePosixPath(name).suffix.lower())
+    if guessed is None:
+        return "application/octet-stream"
+    return guessed + "; charset=utf-8" if guessed.startswith("text/") else guessed
 
 
 # ---------------------------------------------------------------------------------------------- URIs
-def endpoint_problem(url: str) -> str | None:
-    """Why `url` cannot be an S3 endpoint (None when it is an http(s)://host[:port] URL)."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        return f"not a URL ({exc})"
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        return "expected an http(s)://host[:port] URL"
-    return None
-
-
 class S3Uri(BaseModel):
     """``s3://bucket/key``; ``key`` has no leading or trailing slash (may be empty)."""
 
@@ -282,33 +253,13 @@ class S3Store:
         addressing_style: Literal["auto", "path", "virtual"] | None = None,
         transfer: TransferSettings | None = None,
     ) -> S3Store:
-        """Plain boto3 client. ``endpoint_url`` defaults to ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``;
-        with a custom endpoint, path-style addressing (what MinIO and moto expect)."""
-        import boto3
-        from botocore.config import Config
-
-        source = "endpoint_url"
-        if not endpoint_url:
-            source = next(
-                (v for v in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(v)), source
-            )
-            endpoint_url = os.environ.get(source) if source != "endpoint_url" else None
-        problem = endpoint_problem(endpoint_url) if endpoint_url else None
-        if problem:
-            raise GenbenchError(f"S3 endpoint {endpoint_url!r} (from {source}): {problem}")
-        style = addressing_style or ("path" if endpoint_url else "auto")
-        session = (
-            boto3.session.Session(profile_name=profile_name) if profile_name else boto3.session.Session()
-        )
-        client = session.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region_name or session.region_name or "us-east-1",
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": style},
-                retries={"max_attempts": 5, "mode": "standard"},
-            ),
+        """Plain boto3 client (:func:`genbench_tasks.s3_client.s3_client`: endpoint from the environment by
+        default, path-style addressing with a custom endpoint, standard retries)."""
+        client = s3_client(
+            endpoint_url,
+            region_name=region_name,
+            profile_name=profile_name,
+            addressing_style=addressing_style,
         )
         return cls(client, transfer=transfer)
 
@@ -407,7 +358,7 @@ class S3Store:
             "Body": data,
             "ContentType": content_type,
             "ChecksumAlgorithm": "SHA256",
-            "Metadata": {"sha256": hashlib.sha256(data).hexdigest()},
+            "Metadata": {"sha256": content_key(data, length=None)},
         }
         if cache_control:
             args["CacheControl"] = cache_control
@@ -742,7 +693,7 @@ def _put_verified(
     """PUT generated bytes (skipped when an identical object is there) and verify them."""
     key = prefix.join(rel).key
     ctype = content_type_for(rel)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = content_key(data, length=None)
     head = store.head(bucket, key)
     uploaded = not (
         head is not None
@@ -785,9 +736,7 @@ def _update_index(store: S3Store, dest: S3Uri, entry: Any, attempts: int = 8) ->
         if conditional:
             cond = {"if_match": current[1]} if current is not None else {"if_none_match": "*"}
         try:
-            store.put_bytes(
-                data, dest.bucket, key, content_type=CONTENT_TYPES[".json"], cache_control=NO_CACHE, **cond
-            )
+            store.put_bytes(data, dest.bucket, key, content_type=JSON_TYPE, cache_control=NO_CACHE, **cond)
             return runs
         except GenbenchError as exc:
             cause = exc.__cause__
@@ -815,7 +764,7 @@ def presign(
 
 
 __all__ = [
-    "CONTENT_TYPES",
+    "JSON_TYPE",
     "PublishError",
     "PublishResult",
     "PublishedManifest",

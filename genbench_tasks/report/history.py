@@ -8,7 +8,7 @@ from typing import Any
 
 from genbench_tasks.labels import sort_labels
 from genbench_tasks.report.data import IndexEntry, as_index_entry, metric_label
-from genbench_tasks.report.html import badge, e, fmt, page, table
+from genbench_tasks.report.html import markup, render
 from genbench_tasks.report.run import VERDICT_ORDER
 from genbench_tasks.report.svg import Series, line_chart
 
@@ -67,43 +67,24 @@ def _gap_trend(entries: list[IndexEntry]) -> str:
     )
 
 
-def _runs_table(entries: list[IndexEntry]) -> str:
+def _run_rows(entries: list[IndexEntry]) -> list[dict]:
     rows = []
     for r in reversed(entries):
-        link = f'<a href="{e(r.report)}">{e(r.run_id)}</a>' if r.report else e(r.run_id)
-        heldout = "<br>".join(
-            f"{e(v)}: {e(fmt((r.gap.get(v) or {}).get('heldout_success')))}" for v in sort_labels(r.gap)
+        counts = sorted(
+            ((v, n) for v, n in r.verdict_counts.items() if n),
+            key=lambda kv: VERDICT_ORDER.index(kv[0]) if kv[0] in VERDICT_ORDER else 9,
         )
-        counts = " ".join(
-            f'<span class="nw">{badge(v, "v")}&nbsp;{n}</span>'
-            for v, n in sorted(
-                r.verdict_counts.items(),
-                key=lambda kv: VERDICT_ORDER.index(kv[0]) if kv[0] in VERDICT_ORDER else 9,
-            )
-            if n
-        )
-        regs = ", ".join(r.regressions[:4]) + (
-            f" (+{len(r.regressions) - 4})" if len(r.regressions) > 4 else ""
-        )
+        more = f" (+{len(r.regressions) - 4})" if len(r.regressions) > 4 else ""
         rows.append(
-            f'<tr><td class="l nw">{e(r.date)}</td><td class="l nw">{link}</td><td class="l">{badge(r.status)}</td>'
-            f'<td class="l">{badge(r.validation)}</td><td class="l">{e(", ".join(r.verl_versions))}</td>'
-            f'<td class="nw">{heldout or "–"}</td><td class="l">{counts or "–"}</td><td class="l small">{e(regs)}</td></tr>'
+            {
+                "entry": r,
+                "versions": ", ".join(r.verl_versions),
+                "heldout": [(v, (r.gap.get(v) or {}).get("heldout_success")) for v in sort_labels(r.gap)],
+                "counts": counts,
+                "regressions": ", ".join(r.regressions[:4]) + more,
+            }
         )
-    return table(
-        [
-            ("date", True),
-            ("run", True),
-            ("status", True),
-            ("data", True),
-            ("verl versions", True),
-            ("held-out success", False),
-            ("verdicts", True),
-            ("regressions", True),
-        ],
-        rows,
-        "runs",
-    )
+    return rows
 
 
 def render_history(
@@ -115,32 +96,18 @@ def render_history(
     """History page across runs. ``summaries``: ``index.json`` entries (:class:`IndexEntry` or dicts), or
     summary.json dicts carrying ``run_id``/``date``; links are relative to the publish prefix."""
     entries = _order([as_index_entry(s) for s in summaries])
-    body = [f"<h1>{e(title)}</h1>"]
-    meta = [f"<span><b>{len(entries)}</b> runs</span>"]
+    context: dict[str, Any] = {"title": title, "entries": entries, "latest_href": latest_href, "footer": ""}
     if entries:
-        meta.append(f"<span>latest: <b>{e(entries[-1].date)}</b> {e(entries[-1].run_id)}</span>")
-    if latest_href and entries:
-        meta.append(
-            f'<span><a href="{e(latest_href)}">latest report</a> · <a href="index.json">index.json</a></span>'
+        roles = {name: fam.role for r in entries for name, fam in r.headline.items() if fam.role}
+        heldout = sorted(n for n, role in roles.items() if role == "heldout") or sorted(
+            {n for r in entries for n in r.headline}
         )
-    body.append('<div class="meta">' + "".join(meta) + "</div>")
-    if not entries:
-        body.append('<p class="muted">No runs published yet.</p>')
-        return page(title, "".join(body))
-
-    roles = {name: fam.role for r in entries for name, fam in r.headline.items() if fam.role}
-    heldout = sorted(n for n, role in roles.items() if role == "heldout") or sorted(
-        {n for r in entries for n in r.headline}
-    )
-    body.append('<h2 id="trends">Held-out trends per verl version</h2>')
-    charts = [_gap_trend(entries)] if any(r.gap for r in entries) else []
-    for family in heldout:
-        for metric in ("success_rate", "reward_mean"):
-            charts.append(_trend(entries, family, metric))
-    body.append(
-        '<div class="charts">' + "".join(f'<div class="chart-box">{c}</div>' for c in charts) + "</div>"
-    )
-    body.append('<h2 id="runs">Runs</h2>')
-    body.append(_runs_table(entries))
-    last = entries[-1].published_at or entries[-1].date
-    return page(title, "".join(body), footer=f"{len(entries)} runs; last published {last}.")
+        charts = [_gap_trend(entries)] if any(r.gap for r in entries) else []
+        charts += [_trend(entries, f, m) for f in heldout for m in ("success_rate", "reward_mean")]
+        last = entries[-1].published_at or entries[-1].date
+        context.update(
+            trend_charts=[markup(c) for c in charts],
+            rows=_run_rows(entries),
+            footer=f"{len(entries)} runs; last published {last}.",
+        )
+    return render("history.html", **context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genbench_tasks.labels import display_name, label_key, sort_labels
+from genbench_tasks.labels import label_key, sort_labels
 from genbench_tasks.report.data import (
     ComparisonView,
     FamilyView,
@@ -13,28 +13,26 @@ from genbench_tasks.report.data import (
     load_run,
     metric_label,
 )
-from genbench_tasks.report.html import badge, e, fmt, fmt_p, page, stat_cell, table
+from genbench_tasks.report.html import fmt, markup, render
 from genbench_tasks.report.svg import BarGroup, Series, bar_chart, line_chart
 
 VERDICT_ORDER = ("regression", "improvement", "inconclusive", "no change", "insufficient data")
 MAX_TREND_CHARTS = 12
 
 
-def _header(run: RunData, history_href: str | None) -> str:
+def _header(run: RunData, history_href: str | None) -> dict:
     m = run.manifest
     meta = [
-        ("status", badge(run.status)),
-        ("date", e(run.date)),
-        ("run id", e(run.run_id)),
-        ("profile", e(m.get("profile") or "–")),
-        ("verl", e(", ".join(str(v) for v in m.get("verl_versions") or []) or "–")),
-        ("baseline", e(m.get("baseline_version") or "–")),
-        ("seeds", e(", ".join(str(s) for s in m.get("seeds") or []) or "–")),
-        ("data validation", badge(run.validation.status)),
+        ("profile", m.get("profile") or "–"),
+        ("verl", ", ".join(str(v) for v in m.get("verl_versions") or []) or "–"),
+        ("baseline", m.get("baseline_version") or "–"),
+        ("seeds", ", ".join(str(s) for s in m.get("seeds") or []) or "–"),
     ]
-    for key in ("code_version", "data_hash", "profile_hash"):
-        if m.get(key):
-            meta.append((key.replace("_", " "), f"<code>{e(str(m[key])[:16])}</code>"))
+    hashes = [
+        (k.replace("_", " "), str(m[k])[:16])
+        for k in ("code_version", "data_hash", "profile_hash")
+        if m.get(k)
+    ]
     links = [("manifest.json", "manifest.json")]
     if run.summary_raw is not None:
         links.append(("summary.json", "summary.json"))
@@ -47,49 +45,17 @@ def _header(run: RunData, history_href: str | None) -> str:
     links.append(("published objects", "published.json"))
     if history_href:
         links.insert(0, ("history of all runs", history_href))
-    toc = [
-        ("#verdicts", "Verdicts"),
-        ("#regressions", "Tonight vs baseline"),
-        ("#gap", "Generalization gap"),
-        ("#baselines", "verl vs baselines"),
-        ("#tables", "Study tables"),
-        ("#training", "Training reward"),
-        ("#validation", "Data validation"),
-        ("#samples", "Samples"),
-    ]
-    return (
-        f"<h1>genbench nightly: {e(run.run_key)}</h1>"
-        + '<div class="meta">'
-        + "".join(f"<span>{e(k)}: <b>{v}</b></span>" for k, v in meta)
-        + "</div>"
-        + '<div class="meta">'
-        + " · ".join(f'<a href="{e(href)}">{e(text)}</a>' for text, href in links)
-        + "</div>"
-        + '<nav class="toc">'
-        + "".join(f'<a href="{e(h)}">{e(t)}</a>' for h, t in toc)
-        + "</nav>"
-    )
+    return {"meta": meta, "hashes": hashes, "links": links}
 
 
-def _warnings(run: RunData) -> str:
+def _warnings(run: RunData) -> list[str]:
     items = list(run.summary.warnings) if run.summary else []
     missing = run.manifest.get("missing_cells") or []
     if missing:
         items.append(f"{len(missing)} cells missing (failed or not run): {', '.join(map(str, missing))}")
     if run.summary is None:
         items.append(f"no summary.json: the run did not reach aggregation (status: {run.status})")
-    if not items:
-        return ""
-    return (
-        '<div class="warn"><b>Warnings</b><ul>' + "".join(f"<li>{e(w)}</li>" for w in items) + "</ul></div>"
-    )
-
-
-def _interval(iv) -> str:
-    if iv is None:
-        return "–"
-    ci = f" [{fmt(iv.low)}, {fmt(iv.high)}]" if iv.low is not None and iv.high is not None else ""
-    return f"{fmt(iv.estimate)}{ci}"
+    return items
 
 
 def _trend_chart(v) -> str:
@@ -115,126 +81,39 @@ def _trend_chart(v) -> str:
     )
 
 
-def _verdicts(run: RunData) -> str:
-    out = ['<h2 id="verdicts">Verdicts over the nightly history</h2>']
+def _verdicts(run: RunData) -> dict | None:
     det = run.verdicts
     if det is None:
-        return out[0] + '<p class="muted">No verdicts.json (the run did not reach detection).</p>'
+        return None
     rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
     rows = sorted(det.verdicts, key=lambda v: (rank.get(v.verdict, 9), v.family, v.version, v.metric))
     counts = {v: sum(r.verdict == v for r in [*det.verdicts, *det.versus_baseline]) for v in VERDICT_ORDER}
-    out.append(
-        f"<p>Latest night <b>{e(det.latest_night or '–')}</b>; change points by E-divisive means with a "
-        f"permutation test (p &le; {e(det.config.max_pvalue)}) and the metric's minimum effect; MDE: the "
-        f"smallest step found with {e(int(det.config.power * 100))}% power after {e(det.config.mde_nights)} "
-        "nights. "
-        + " ".join(f"{badge(v, 'v')} <b>{n}</b>&nbsp;&nbsp;" for v, n in counts.items() if n)
-        + "</p>"
-    )
-    if det.warnings:
-        out.append(
-            '<div class="warn small"><ul>' + "".join(f"<li>{e(w)}</li>" for w in det.warnings) + "</ul></div>"
-        )
-    body = []
-    for v in rows:
-        stab = badge(v.stability.verdict, "vs")
-        if v.stability.sd_ratio is not None:
-            stab += f'<span class="ci">sd ×{e(_interval(v.stability.sd_ratio))}</span>'
-        before = f"{v.before.first_night}…{v.before.last_night}" if v.before else ""
-        runs = ", ".join((v.before.runs[-1:] if v.before else []) + (v.after.runs[:1] if v.after else []))
-        body.append(
-            f'<tr class="row-{e(v.verdict.replace(" ", "-"))}"><td class="l nw">{e(v.version)}</td>'
-            f'<td class="l">{e(v.family)}</td><td class="l nw">{e(metric_label(v.metric))}</td>'
-            f'<td class="l">{badge(v.verdict, "v")}</td><td class="l nw">{e(v.change_night or "–")}'
-            + (f'<span class="ci">after {e(before)}; {e(runs)}</span>' if v.change_night else "")
-            + f'</td><td class="stat">{e(_interval(v.effect))}</td><td>{e(fmt(v.mde))}</td>'
-            f"<td>{e(fmt(v.min_effect))}</td><td>{e(v.seeds_needed if v.seeds_needed is not None else '–')}</td>"
-            f'<td>{e(v.nights)}</td><td class="l">{stab}</td>'
-            f'<td class="l small">{e("; ".join(v.notes))}</td></tr>'
-        )
-    out.append(
-        table(
-            [
-                ("version", True),
-                ("family", True),
-                ("metric", True),
-                ("verdict", True),
-                ("change night", True),
-                ("effect [CI]", False),
-                ("MDE", False),
-                ("min effect", False),
-                ("seeds needed", False),
-                ("nights", False),
-                ("stability", True),
-                ("notes", True),
-            ],
-            body,
-            "verdicts",
-        )
-    )
-    if det.versus_baseline:
-        vb = sorted(
-            det.versus_baseline, key=lambda v: (rank.get(v.verdict, 9), v.family, v.version, v.metric)
-        )
-        body = [
-            f'<tr class="row-{e(v.verdict.replace(" ", "-"))}"><td class="l nw">{e(v.version)} vs {e(v.baseline)}</td>'
-            f'<td class="l">{e(v.family)}</td><td class="l nw">{e(metric_label(v.metric))}</td>'
-            f'<td class="l">{badge(v.verdict, "v")}</td><td class="l nw">{e(v.since_night or "all")}</td>'
-            f'<td>{e(v.nights)}</td><td class="stat">{e(_interval(v.effect))}</td>'
-            f"<td>{e(fmt_p(v.p_value))}</td><td>{e(fmt_p(v.p_adjusted))}</td><td>{e(fmt(v.mde))}</td>"
-            f"<td>{e(v.seeds_needed if v.seeds_needed is not None else '–')}</td></tr>"
-            for v in vb
-        ]
-        out.append(
-            '<h3 id="versus-baseline">Versions vs baseline, pooled since the last change of either '
-            "(Benjamini–Hochberg over versions × families × metrics)</h3>"
-        )
-        out.append(
-            table(
-                [
-                    ("versions", True),
-                    ("family", True),
-                    ("metric", True),
-                    ("verdict", True),
-                    ("since", True),
-                    ("nights", False),
-                    ("effect [CI]", False),
-                    ("p", False),
-                    ("p adj.", False),
-                    ("MDE", False),
-                    ("seeds needed", False),
-                ],
-                body,
-                "versus-baseline",
-            )
-        )
     flagged = [v for v in rows if v.trend and (v.change_night or v.stability.verdict == "variance increase")]
     others = [v for v in rows if v.trend and v not in flagged]
-    shown = (flagged + others)[:MAX_TREND_CHARTS]
-    if shown:
-        out.append(
-            '<div class="charts">'
-            + "".join(f'<div class="chart-box">{_trend_chart(v)}</div>' for v in shown)
-            + "</div>"
-        )
-    return "".join(out)
+    return {
+        "det": det,
+        "counts": counts,
+        "rows": [
+            {
+                "v": v,
+                "before": f"{v.before.first_night}…{v.before.last_night}" if v.before else "",
+                "runs": ", ".join(
+                    (v.before.runs[-1:] if v.before else []) + (v.after.runs[:1] if v.after else [])
+                ),
+                "notes": "; ".join(v.notes),
+            }
+            for v in rows
+        ],
+        "versus": sorted(
+            det.versus_baseline, key=lambda v: (rank.get(v.verdict, 9), v.family, v.version, v.metric)
+        ),
+        "charts": [markup(_trend_chart(v)) for v in (flagged + others)[:MAX_TREND_CHARTS]],
+    }
 
 
-def _regressions(rows: list[ComparisonView], warnings: list[str]) -> str:
-    out = [
-        '<h2 id="regressions">Tonight vs baseline (single night; descriptive, the verdicts are above)</h2>'
-    ]
-    if warnings:
-        out.append(
-            '<div class="warn small"><ul>' + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul></div>"
-        )
-    if not rows:
-        return "".join(out) + '<p class="muted">No comparison rows (comparison.json missing or empty).</p>'
+def _regressions(rows: list[ComparisonView], warnings: list[str]) -> dict:
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICT_ORDER}
     counts.update({r.verdict: sum(x.verdict == r.verdict for x in rows) for r in rows})
-    out.append(
-        "<p>" + " ".join(f"{badge(v, 'v')} <b>{n}</b>&nbsp;&nbsp;" for v, n in counts.items() if n) + "</p>"
-    )
     has_versions = any(r.candidate for r in rows)
     has_paired = any(r.p_paired is not None for r in rows)
     headers = [("family", True), ("metric", True)]
@@ -251,61 +130,21 @@ def _regressions(rows: list[ComparisonView], warnings: list[str]) -> str:
         ci = ""
         if diff_ci and diff_ci[0] is not None and diff_ci[1] is not None:
             ci = f" [{fmt(diff_ci[0])}, {fmt(diff_ci[1])}]"
-        cells = [f'<td class="l">{e(r.family)}</td>', f'<td class="l nw">{e(metric_label(r.metric))}</td>']
-        if has_versions:
-            cells.append(f'<td class="l nw">{e(r.candidate or "?")} vs {e(r.baseline or "?")}</td>')
-        cells += [
-            _mean_std(r.mean_candidate, r.std_candidate, r.n_candidate),
-            _mean_std(r.mean_baseline, r.std_baseline, r.n_baseline),
-            f'<td class="stat">{e(fmt(diff) + ci)}'
-            + (f'<span class="ci">{e(r.paired_test)}</span>' if r.paired_test else "")
-            + "</td>",
-            f"<td>{e(fmt_p(r.p_welch))}</td>",
-        ]
-        if has_paired:
-            cells.append(f"<td>{e(fmt_p(r.p_paired))}</td>")
-        cells += [
-            f"<td>{e(fmt_p(r.p_adjusted))}</td>",
-            f"<td>{e(fmt(r.min_detectable_effect))}</td>",
-            f'<td class="l">{badge(r.verdict, "v")}</td>',
-            f"<td>{e(fmt_p(r.p_variance))}</td>",
-            f'<td class="l">{badge(r.stability_verdict, "vs") if r.stability_verdict else "–"}</td>',
-        ]
-        body.append(f'<tr class="row-{e(r.verdict.replace(" ", "-"))}">{"".join(cells)}</tr>')
-    out.append(table(headers, body, "regressions"))
-    return "".join(out)
+        body.append({"r": r, "diff": fmt(diff) + ci})
+    return {
+        "warnings": warnings,
+        "rows": body,
+        "counts": counts,
+        "headers": headers,
+        "has_versions": has_versions,
+        "has_paired": has_paired,
+    }
 
 
-def _mean_std(mean: float | None, std: float | None, n: int | None) -> str:
-    text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
-    sub = f'<span class="ci">n={e(n)}</span>' if n is not None else ""
-    return f'<td class="stat">{e(text)}{sub}</td>'
-
-
-def _gap(run: RunData) -> str:
-    out = ['<h2 id="gap">Generalization gap (in-domain vs held-out success)</h2>']
+def _gap(run: RunData) -> dict:
     gaps = run.summary.gap if run.summary else []
     if not gaps:
-        return out[0] + '<p class="muted">No generalization-gap rows.</p>'
-    rows = []
-    for g in gaps:
-        rows.append(
-            f'<tr><td class="l">{e(g.version)}</td><td>{e(g.n_seeds if g.n_seeds is not None else "–")}</td>'
-            f"<td>{e(fmt(g.in_domain_success))}</td><td>{e(fmt(g.heldout_success))}</td>{stat_cell(g.gap)}</tr>"
-        )
-    out.append(
-        table(
-            [
-                ("version", True),
-                ("seeds", False),
-                ("in-domain", False),
-                ("held-out", False),
-                ("gap ± std [CI]", False),
-            ],
-            rows,
-            "gap",
-        )
-    )
+        return {"rows": [], "chart": None}
     groups = [
         BarGroup(label=g.version, values={"in-domain": g.in_domain_success, "held-out": g.heldout_success})
         for g in gaps
@@ -317,134 +156,66 @@ def _gap(run: RunData) -> str:
         y_label="success rate",
         y_range=(0.0, None),
     )
-    out.append(f'<div class="charts"><div class="chart-box">{chart}</div></div>')
-    return "".join(out)
+    return {"rows": gaps, "chart": markup(chart)}
 
 
-def _family(fam: FamilyView) -> str:
-    role = f" {badge('held-out' if fam.role == 'heldout' else 'in-domain', 'vs')}" if fam.role else ""
-    out = [f'<h3 id="family-{e(fam.name)}">{e(fam.name)}{role}</h3>']
+def _family(fam: FamilyView) -> dict:
     keys = fam.metric_keys()
-    versions = sort_labels(r.version for r in fam.table1)
     by_version = {r.version: r for r in fam.table1}
-    rows = []
-    for v in versions:
-        r = by_version[v]
-        n = r.n_runs if r.n_runs is not None else "–"
-        rows.append(
-            f'<tr><td class="l">{e(v)}</td><td>{e(n)}</td>'
-            + "".join(stat_cell(r.metrics.get(k)) for k in keys)
-            + "</tr>"
-        )
-    pair = []
-    if rows:
-        headers = [("version", True), ("runs", False)] + [(metric_label(k), False) for k in keys]
-        pair.append(
-            '<div><div class="small muted">Table 1: mean ± std across seeds [95% CI] n</div>'
-            + table(headers, rows, "t1")
-            + "</div>"
-        )
+    t1 = [
+        (v, by_version[v].n_runs, [by_version[v].metrics.get(k) for k in keys])
+        for v in sort_labels(r.version for r in fam.table1)
+    ]
     t2_keys = sorted({k for r in fam.table2 for k in r.values}, key=lambda k: (k != "success_rate_std", k))
-    rows2 = []
     by_version2 = {r.version: r for r in fam.table2}
-    for v in sort_labels(by_version2):
-        r = by_version2[v]
-        n = r.n_runs if r.n_runs is not None else "–"
-        rows2.append(
-            f'<tr><td class="l">{e(v)}</td><td>{e(n)}</td>'
-            + "".join(f"<td>{e(fmt(r.values.get(k)))}</td>" for k in t2_keys)
-            + "</tr>"
-        )
-    if rows2:
-        headers = [("version", True), ("runs", False)] + [(metric_label(k), False) for k in t2_keys]
-        pair.append(
-            '<div><div class="small muted">Table 2: seed-to-seed spread (std across seeds)</div>'
-            + table(headers, rows2, "t2")
-            + "</div>"
-        )
-    out.append(f'<div class="pair">{"".join(pair)}</div>')
-    return "".join(out)
+    t2 = [
+        (v, by_version2[v].n_runs, [by_version2[v].values.get(k) for k in t2_keys])
+        for v in sort_labels(by_version2)
+    ]
+    return {
+        "name": fam.name,
+        "role": fam.role,
+        "t1": t1,
+        "t1_headers": [("version", True), ("runs", False)] + [(metric_label(k), False) for k in keys],
+        "t2": t2,
+        "t2_headers": [("version", True), ("runs", False)] + [(metric_label(k), False) for k in t2_keys],
+    }
 
 
-def _baselines(run: RunData) -> str:
+def _baselines(run: RunData) -> list:
     """verl minus each of the study's baselines (SFT only, traditional PPO), per family and metric."""
     from genbench_tasks.scoring.stats import BaselineDiff
 
-    out = ['<h2 id="baselines">verl against the study\'s baselines</h2>']
     raw = (run.summary_raw or {}).get("baseline_differences") or []
     diffs = [BaselineDiff.model_validate(d) for d in raw]
-    if not diffs:
-        return out[0] + '<p class="muted">No baseline rows in this run.</p>'
-    out.append(
-        "<p class=\"small muted\">Mean over the version's seeds minus mean over the baseline's; 95% "
-        "percentile-bootstrap interval; Welch p. Descriptive: verdicts come from the nightly history.</p>"
-    )
-    rows = []
-    for d in sorted(diffs, key=lambda d: (d.family, d.metric, label_key(d.baseline), label_key(d.version))):
-        interval = f"[{fmt(d.ci_low)}, {fmt(d.ci_high)}]" if d.ci_low is not None else "–"
-        rows.append(
-            f'<tr><td class="l">{e(d.family)}</td><td class="l">{e(d.metric)}</td>'
-            f'<td class="l">{e(display_name(d.version))}</td><td class="l">{e(display_name(d.baseline))}</td>'
-            f"<td>{e(d.n_version)} / {e(d.n_baseline)}</td><td>{e(fmt(d.diff))}</td><td>{e(interval)}</td>"
-            f"<td>{e(fmt_p(d.p_value))}</td></tr>"
-        )
-    headers = [
-        ("family", True),
-        ("metric", True),
-        ("version", True),
-        ("baseline", True),
-        ("seeds", False),
-        ("difference", False),
-        ("95% CI", False),
-        ("p", False),
-    ]
-    out.append(table(headers, rows, "baselines"))
-    return "".join(out)
+    return sorted(diffs, key=lambda d: (d.family, d.metric, label_key(d.baseline), label_key(d.version)))
 
 
-def _tables(run: RunData) -> str:
-    out = ['<h2 id="tables">Study tables per family</h2>']
+def _families(run: RunData) -> list[dict]:
     fams = run.summary.families if run.summary else {}
-    if not fams:
-        return out[0] + '<p class="muted">No study tables.</p>'
     ordered = sorted(fams.values(), key=lambda f: (f.role != "train", f.role != "heldout", f.name))
-    return "".join(out + [_family(f) for f in ordered])
+    return [_family(f) for f in ordered]
 
 
-def _training(run: RunData) -> str:
-    out = ['<h2 id="training">Training reward per version and seed</h2>']
-    if not run.curves:
-        return out[0] + '<p class="muted">No train/*/seed=*/metrics.jsonl with a reward column.</p>'
-    charts = []
-    for version, seeds in run.curves.items():
-        series = [Series(name=f"seed {seed}", points=pts) for seed, pts in seeds.items()]
-        charts.append(
-            '<div class="chart-box">'
-            + line_chart(series, title=f"verl {version}: mean reward", width=360, height=220, x_label="step")
-            + "</div>"
+def _training(run: RunData) -> list:
+    return [
+        markup(
+            line_chart(
+                [Series(name=f"seed {seed}", points=pts) for seed, pts in seeds.items()],
+                title=f"verl {version}: mean reward",
+                width=360,
+                height=220,
+                x_label="step",
+            )
         )
-    out.append(f'<div class="charts">{"".join(charts)}</div>')
-    return "".join(out)
+        for version, seeds in run.curves.items()
+    ]
 
 
-def _validation(run: RunData) -> str:
-    v = run.validation
-    out = [f'<h2 id="validation">Data validation</h2><p>Status: {badge(v.status)}']
-    if v.html_href:
-        out.append(f' · <a href="{e(v.html_href)}">Great Expectations data docs</a>')
-    if v.report_href:
-        out.append(f' · <a href="{e(v.report_href)}">{e(v.report_href.rsplit("/", 1)[-1])}</a>')
-    out.append("</p>")
-    if v.details:
-        out.append("<ul>" + "".join(f"<li>{e(d)}</li>" for d in v.details) + "</ul>")
-    if run.datasets:
-        rows = [
-            f'<tr><td class="l">{e(d.get("name") or d.get("family") or "?")}</td>'
-            f'<td class="l">{e(d.get("split", ""))}</td><td>{e(d.get("rows", ""))}</td></tr>'
-            for d in run.datasets
-        ]
-        out.append(table([("dataset", True), ("split", True), ("rows", False)], rows, "datasets"))
-    return "".join(out)
+def _datasets(run: RunData) -> list[tuple]:
+    return [
+        (d.get("name") or d.get("family") or "?", d.get("split", ""), d.get("rows", "")) for d in run.datasets
+    ]
 
 
 def _size(n: int) -> str:
@@ -455,23 +226,21 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _samples(run: RunData) -> str:
-    out = ['<h2 id="samples">Evaluation samples</h2>']
-    if not run.samples:
-        return out[0] + '<p class="muted">No eval/*/seed=*/samples.*.jsonl files.</p>'
+def _samples(run: RunData) -> dict:
     families = sorted({s.family for s in run.samples})
-    grid: dict[tuple[str, str], dict[str, str]] = {}
+    grid: dict[tuple[str, str], dict[str, dict]] = {}
     for s in run.samples:
-        grid.setdefault((s.label, s.seed), {})[s.family] = (
-            f'<a href="{e(s.href)}" title="{e(_size(s.size))}">{e(s.family)}</a>'
-        )
+        grid.setdefault((s.label, s.seed), {})[s.family] = {
+            "href": s.href,
+            "size": _size(s.size),
+            "family": s.family,
+        }
     order = {v: i for i, v in enumerate(sort_labels(label for label, _ in grid))}
-    rows = []
-    for label, seed in sorted(grid, key=lambda k: (order[k[0]], len(k[1]), k[1])):
-        cells = "".join(f'<td class="l">{grid[(label, seed)].get(f, "–")}</td>' for f in families)
-        rows.append(f'<tr><td class="l">{e(label)}</td><td class="l">{e(seed)}</td>{cells}</tr>')
-    out.append(table([("model", True), ("seed", True)] + [(f, True) for f in families], rows, "samples"))
-    return "".join(out)
+    rows = [
+        (label, seed, [grid[(label, seed)].get(f) for f in families])
+        for label, seed in sorted(grid, key=lambda k: (order[k[0]], len(k[1]), k[1]))
+    ]
+    return {"families": [(f, True) for f in families], "rows": rows}
 
 
 def render_run_report(
@@ -485,23 +254,24 @@ def render_run_report(
     ``base_href``: set when the page is served from elsewhere than the run root (``latest/``).
     """
     run = rundir if isinstance(rundir, RunData) else load_run(rundir)
-    body = "".join(
-        [
-            _header(run, history_href),
-            _warnings(run),
-            _verdicts(run),
-            _regressions(run.comparison, run.comparison_warnings),
-            _gap(run),
-            _baselines(run),
-            _tables(run),
-            _training(run),
-            _validation(run),
-            _samples(run),
-        ]
-    )
     stamp = run.manifest.get("finished") or run.manifest.get("updated") or ""
-    footer = f"Run {run.run_key}" + (f", last updated {stamp}" if stamp else "") + "."
-    return page(f"genbench {run.run_key}", body, base_href=base_href, footer=footer)
+    return render(
+        "run.html",
+        title=f"genbench {run.run_key}",
+        base_href=base_href,
+        footer=f"Run {run.run_key}" + (f", last updated {stamp}" if stamp else "") + ".",
+        run=run,
+        header=_header(run, history_href),
+        warnings=_warnings(run),
+        verdicts=_verdicts(run),
+        regressions=_regressions(run.comparison, run.comparison_warnings),
+        gap=_gap(run),
+        baselines=_baselines(run),
+        families=_families(run),
+        training=_training(run),
+        datasets=_datasets(run),
+        samples=_samples(run),
+    )
 
 
 __all__ = ["render_run_report"]

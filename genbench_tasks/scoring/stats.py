@@ -6,8 +6,8 @@ evaluations on a family's *test* split.
 
 Run-level comparison, per (family, metric):
 
-* Welch's t-test on the per-run values; percentile-bootstrap CI of ``mean(candidate) - mean(baseline)``
-  (each side resampled independently, seeded).
+* Welch's t-test on the per-run values; percentile-bootstrap CI (``scipy.stats.bootstrap``) of the mean
+  difference ``mean(candidate) - mean(baseline)`` (each side resampled independently, seeded).
 * Minimum detectable effect (two-sided alpha, power ``1 - beta``), two-sample t formula::
 
       MDE = (t_{1-alpha/2, df} + t_{1-beta, df}) * s_pooled * sqrt(1/n_c + 1/n_b),  df = n_c + n_b - 2
@@ -352,14 +352,29 @@ def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _bootstrap_means(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(x)
-    step = max(1, _CHUNK // max(n, 1))
-    out = [
-        x[rng.integers(0, n, size=(min(step, n_resamples - i), n))].mean(axis=1)
-        for i in range(0, n_resamples, step)
-    ]
-    return np.concatenate(out)
+def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return x.mean(axis=axis)
+
+
+def _mean_diff(c: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return c.mean(axis=axis) - b.mean(axis=axis)
+
+
+def _bootstrap_ci(
+    samples: tuple[np.ndarray, ...], statistic: Any, n_resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """Seeded percentile-bootstrap CI (``scipy.stats.bootstrap``); samples are resampled independently."""
+    ci = sps.bootstrap(
+        samples,
+        statistic,
+        n_resamples=n_resamples,
+        batch=max(1, _CHUNK // max(len(s) for s in samples)),
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def _percentile_ci(draws: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -380,7 +395,7 @@ def describe(
     mean = float(x.mean())
     if n < 2:
         return Summary(n=1, mean=mean, std=None, ci_low=None, ci_high=None)
-    lo, hi = _percentile_ci(_bootstrap_means(x, n_resamples, np.random.default_rng(seed)), confidence)
+    lo, hi = _bootstrap_ci((x,), _mean, n_resamples, confidence, seed)
     return Summary(n=n, mean=mean, std=float(x.std(ddof=1)), ci_low=lo, ci_high=hi)
 
 
@@ -481,14 +496,6 @@ def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
         for i, q in zip(idx, adjusted, strict=True):
             out[i] = float(q)
     return out
-    p = np.asarray([p_values[i] for i in idx], dtype=np.float64)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    for rank, j in enumerate(order):
-        out[idx[j]] = float(adjusted[rank])
-    return out
 
 
 def welch_test(candidate: Sequence[float], baseline: Sequence[float]) -> tuple[float | None, list[str]]:
@@ -523,10 +530,7 @@ def bootstrap_diff_ci(
     c, b = _clean(candidate), _clean(baseline)
     if len(c) < 2 or len(b) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    return _percentile_ci(
-        _bootstrap_means(c, n_resamples, rng) - _bootstrap_means(b, n_resamples, rng), confidence
-    )
+    return _bootstrap_ci((c, b), _mean_diff, n_resamples, confidence, seed)
 
 
 def variance_increase_test(

@@ -6,7 +6,6 @@ manifest.json (written last: config, data and SFT hashes, package versions, timi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -19,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import file_sha256
 from genbench_tasks.training.common import commit_dir
 
 METRICS_FILE = "metrics.jsonl"
@@ -55,10 +55,6 @@ class TrainResult(BaseModel):
     reward_last: float
     wall_time_s: float
     peak_rss_mb: float
-
-
-def sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def read_metrics(path: Path, upto: int | None = None) -> list[dict]:
@@ -100,11 +96,11 @@ def save_checkpoint(model, tokenizer, out: Path) -> Path:
 
 def datasets_record(data_dir: str | Path) -> dict[str, Any]:
     """The manifest's `datasets` entry: hashes of the dataset dir a run trained on."""
-    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest, sha256_file
+    from genbench_tasks.data.build import MANIFEST_NAME, load_manifest
 
     datasets = load_manifest(data_dir)
     return {
-        "manifest_sha256": sha256_file(Path(data_dir) / MANIFEST_NAME),
+        "manifest_sha256": file_sha256(Path(data_dir) / MANIFEST_NAME),
         "content_hash": datasets.content_hash(),
         "data_seed": datasets.seed,
         "files": {d.name: d.sha256 for d in datasets.datasets},

@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
 from genbench_tasks.provenance import package_versions
 from genbench_tasks.training.common import (
@@ -55,7 +56,6 @@ from genbench_tasks.training.outputs import (
     reward_first_last,
     save_checkpoint,
     sft_record,
-    sha256_json,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def resume_key(profile: Profile, verl_version: str, seed: int) -> str:
         "cluster",
     ):
         config["profile"].pop(key, None)
-    return sha256_json(config)[:16]
+    return content_key(config)
 
 
 # ---- models ------------------------------------------------------------------------------------------
@@ -584,7 +584,7 @@ def _train_run(
         "seed": seed,
         "verl": {"expected": verl_version_expected, **adapter.describe()},
         "config": config,
-        "config_sha256": sha256_json(config),
+        "config_sha256": content_key(config, length=None),
         "datasets": datasets_record(data_dir),
         "sft": sft_record(sft),
         "packages": package_versions(VERSIONED_PACKAGES),
@@ -599,7 +599,7 @@ def _train_run(
         "resumed_from_step": resumed_from,
         "reward_first": reward_first,
         "reward_last": reward_last,
-        "metrics_sha256": sha256_json(deterministic_metrics(rows)),
+        "metrics_sha256": content_key(deterministic_metrics(rows), length=None),
         "outputs": {"checkpoint": "checkpoint", "metrics": METRICS_FILE, "state": STATE_DIR},
         "hostname": hostname(),
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 
 def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -103,16 +102,6 @@ def response_logits(
     out = model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids(attn), use_cache=False)
     width = responses.shape[1]
     return out.logits[:, -width - 1 : -1, :].float()
-
-
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(label) per position (pure torch; equals verl's logprobs_from_logits on CPU)."""
-    return torch.gather(F.log_softmax(logits, dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
-
-
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    probs = F.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
 
 
 def decode_responses(tokenizer, responses: torch.Tensor, response_mask: torch.Tensor) -> list[str]:

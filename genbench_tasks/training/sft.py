@@ -9,8 +9,6 @@ Layout of an SFT dir:  base/ (tiny model before SFT)  checkpoint/ (HF)  sft.json
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import tempfile
@@ -22,6 +20,7 @@ import torch
 from pydantic import BaseModel
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
 from genbench_tasks.training.common import (
     commit_dir,
@@ -68,7 +67,7 @@ def sft_key(profile: Profile, data_dir: str | Path) -> str:
         "data_seed": profile.data.seed,
         "datasets": load_manifest(data_dir).content_hash(),
     }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    return content_key(blob)
 
 
 def default_sft_dir(profile: Profile, data_dir: str | Path, run_out_dir: str | Path) -> Path:

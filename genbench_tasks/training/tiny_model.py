@@ -8,7 +8,6 @@ Deterministic for a given (seed, corpus, profile.model.tiny): the same inputs gi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import TinyModelSettings
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,5 @@ def build_tiny_from_data(
 
 
 def _build_key(settings: TinyModelSettings, texts: list[str], seed: int) -> str:
-    digest = hashlib.sha256()
     blob = {"format": TINY_FORMAT, "settings": settings.model_dump(), "seed": seed}
-    digest.update(json.dumps(blob, sort_keys=True).encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\x00")
-    return digest.hexdigest()
+    return content_key(blob, *texts)

@@ -55,6 +55,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
 from genbench_tasks.provenance import package_versions
 from genbench_tasks.training.common import (
@@ -81,7 +82,6 @@ from genbench_tasks.training.outputs import (
     reward_first_last,
     save_checkpoint,
     sft_record,
-    sha256_json,
 )
 from genbench_tasks.training.ppo_core import CoreSettings, core_settings, load_critic, load_policy
 
@@ -475,9 +475,9 @@ def _complete_run(out: Path, profile: Profile, seed: int, data_dir: str | Path) 
         return None
     manifest = json.loads(path.read_text())
     config = resolved_config(profile, seed)
-    same = manifest.get("config_sha256") == sha256_json(config) and manifest.get("datasets", {}).get(
-        "content_hash"
-    ) == datasets_record(data_dir).get("content_hash")
+    same = manifest.get("config_sha256") == content_key(config, length=None) and manifest.get(
+        "datasets", {}
+    ).get("content_hash") == datasets_record(data_dir).get("content_hash")
     return TrainResult.model_validate(manifest["result"]) if same and "result" in manifest else None
 
 
@@ -608,7 +608,7 @@ def _train_run(
             "ppo_config": _config_summary(trainer.args),
         },
         "config": config,
-        "config_sha256": sha256_json(config),
+        "config_sha256": content_key(config, length=None),
         "datasets": datasets_record(data_dir),
         "sft": sft_record(sft),
         "packages": package_versions(PACKAGES),
@@ -623,7 +623,7 @@ def _train_run(
         "resumed_from_step": None,
         "reward_first": reward_first,
         "reward_last": reward_last,
-        "metrics_sha256": sha256_json(deterministic_metrics(rows)),
+        "metrics_sha256": content_key(deterministic_metrics(rows), length=None),
         "outputs": {"checkpoint": CHECKPOINT_DIR, "metrics": METRICS_FILE},
         "hostname": hostname(),
         "result": result.model_dump(),

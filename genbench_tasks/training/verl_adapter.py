@@ -49,7 +49,6 @@ exercised by tests/test_training.py, which checks that both give bit-identical t
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from collections import Counter
 from collections.abc import Callable
@@ -339,15 +338,3 @@ def _normalise_policy_loss(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
         names = ("pg_clipfrac", "ppo_kl", "pg_clipfrac_lower")
         return out[0], {n: float(v) for n, v in zip(names, out[1:], strict=False)}
     raise GenbenchError(f"unexpected policy-loss return value: {type(out).__name__}")
-
-
-@functools.cache
-def verl_core_signatures() -> dict[str, str]:
-    """Signatures of the core_algos functions the adapter uses (for docs and debugging)."""
-    from verl.trainer.ppo import core_algos as ca
-
-    names = ["compute_gae_advantage_return", "compute_value_loss", "kl_penalty", "agg_loss"]
-    out = {n: str(inspect.signature(getattr(ca, n))) for n in names if hasattr(ca, n)}
-    if hasattr(ca, "get_policy_loss_fn"):
-        out["policy_loss(vanilla)"] = str(inspect.signature(ca.get_policy_loss_fn("vanilla")))
-    return out

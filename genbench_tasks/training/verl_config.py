@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import logging
@@ -37,6 +36,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None
                 raise VerlConfigError(
                     f"verl {version}: wheel {wheel.name} has no verl/trainer/config/{CONFIG_NAME}.yaml"
                 )
-            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            digest = file_sha256(wheel)
             (tmp / ".complete").write_text(json.dumps({"wheel": wheel.name, "sha256": digest}))
             if dest.exists():
                 shutil.rmtree(dest)

@@ -472,10 +472,10 @@ def preflight(
 
 def _stage_s3(src: str, dst: str) -> None:
     """Copy one S3 object to shared storage (boto3 default credentials; AWS_ENDPOINT_URL for MinIO)."""
-    import boto3
+    from genbench_tasks.s3_client import s3_client
 
     bucket, _, key = src[len("s3://") :].partition("/")
-    client = boto3.client("s3")
+    client = s3_client()
     size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
     target = Path(dst)
     if target.is_file() and target.stat().st_size == size:

@@ -3,8 +3,6 @@ solutions in the sandbox, cross-split checks, JSON + HTML report."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +17,10 @@ from genbench_tasks.data.build import (
     DatasetEntry,
     DatasetManifest,
     load_manifest,
-    sha256_file,
 )
 from genbench_tasks.errors import DataValidationError, GenbenchError
 from genbench_tasks.families import all_families, get_family
+from genbench_tasks.hashing import content_key, file_sha256
 from genbench_tasks.profiles import Profile
 from genbench_tasks.validation.contamination import (
     TextItem,
@@ -66,7 +64,7 @@ def read_dataset(data_dir: Path, entry: DatasetEntry) -> pa.Table:
         raise GenbenchError(f"cannot read {path}: not a file")
     try:
         size = path.stat().st_size
-        digest = sha256_file(path)
+        digest = file_sha256(path)
     except OSError as exc:
         raise GenbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if size == 0:
@@ -267,11 +265,8 @@ def validate_dataset_dir(
 def _cache_key(data_dir: Path, profile: Profile | None, build_html: bool) -> str:
     from genbench_tasks.provenance import code_version
 
-    digest = hashlib.sha256((data_dir / "datasets.json").read_bytes())
-    digest.update(
-        json.dumps([profile.config_hash() if profile else None, code_version(), build_html]).encode()
-    )
-    return digest.hexdigest()[:24]
+    profile_hash = profile.config_hash() if profile else None
+    return content_key((data_dir / "datasets.json").read_bytes(), [profile_hash, code_version(), build_html])
 
 
 def _cached_report(

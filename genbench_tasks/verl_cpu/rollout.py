@@ -19,9 +19,10 @@ only); this module imports without verl.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
+
+from genbench_tasks.hashing import content_key
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ def rollout_seed(config: Any) -> int:
 
 
 def prompt_key(global_steps: int | None, prompt_ids: list[int]) -> str:
-    digest = hashlib.sha256(",".join(map(str, prompt_ids)).encode()).hexdigest()[:20]
-    return f"{global_steps}:{digest}"
+    return f"{global_steps}:{content_key(prompt_ids)}"
 
 
 class HFRolloutServer:
