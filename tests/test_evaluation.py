@@ -125,7 +125,7 @@ SETTINGS = EvalSettings(samples_per_prompt=3, temperature=1.0, top_p=0.95, max_n
 
 # -------------------------------------------------------------------------------------------- generation
 def test_row_seed_is_a_pure_function_of_the_triple():
-    from genbench_tasks.evaluation.generation import row_seed
+    from genbench_tasks.modeling.decoding import row_seed
 
     assert row_seed(0, "a", 0) == row_seed(0, "a", 0)
     assert len({row_seed(s, p, j) for s in (0, 1) for p in ("a", "b") for j in (0, 1)}) == 8
@@ -135,7 +135,7 @@ def test_row_seed_is_a_pure_function_of_the_triple():
 def test_sample_next_respects_top_p_and_generator():
     import torch
 
-    from genbench_tasks.evaluation.generation import sample_next
+    from genbench_tasks.modeling.decoding import sample_next
 
     logits = torch.tensor([[5.0, 0.0, 0.0, 0.0]] * 64)
     gens = [torch.Generator().manual_seed(i) for i in range(64)]
