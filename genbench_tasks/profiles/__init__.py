@@ -10,7 +10,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from genbench_tasks.data.sources import CustomDataset
 from genbench_tasks.errors import GenbenchError
 
 #: The embedded default (``GENBENCH_PROFILE`` may name another for the DAG form).
@@ -20,6 +19,17 @@ PROFILE_ALIASES = {"local": DEFAULT_PROFILE}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class CustomDataset(_Strict):
+    """Point a family's scorer at your own rows. `field_map` maps Example fields to your column names."""
+
+    name: str
+    family: str  # whose scorer, prompt format and role apply
+    uri: str  # path, s3://bucket/key, or hf://<dataset name>[:<split>]
+    split: str = "test"
+    field_map: dict[str, str] = {"prompt": "prompt", "reference": "reference", "ground_truth": "ground_truth"}
+    limit: int | None = None
 
 
 class SplitSizes(_Strict):
@@ -128,12 +138,6 @@ class Profile(_Strict):
         """Stable hash of the resolved profile (used in cache keys and manifests)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-    @property
-    def training_families(self) -> list[str]:
-        from genbench_tasks.families import get_family
-
-        return [f for f in self.data.families if get_family(f).role == "train"]
 
 
 def available_profiles() -> list[str]:
