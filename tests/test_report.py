@@ -213,6 +213,7 @@ def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
     import boto3
 
     from genbench_tasks.publish import S3Store, publish_run
+    from genbench_tasks.report import RunPages
 
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
@@ -222,7 +223,9 @@ def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
         rd = make_rundir(
             tmp_path / date, run_id=f"nightly-{i}", date=date, shift=0.03 * i, rng_seed=i, seeds=(0, 1)
         )
-        results.append(publish_run(rd, f"s3://{bucket}/genbench", store=store, presign_expires=900))
+        results.append(
+            publish_run(rd, f"s3://{bucket}/genbench", RunPages.load(rd), store=store, presign_expires=900)
+        )
 
     report_dom = chromium.dump_dom(results[-1].report_url)
     assert "genbench nightly: 2026-11-20_nightly-2" in report_dom
