@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - set up, then run the nightly DAG once on the embedded default (Airflow+SQLite, local Ray, local S3)"
 	@echo "make up     - set up, then run Airflow (UI, scheduler, triggerer), Ray and S3 on loopback until Ctrl-C"
 	@echo "make test   - set up, then run the whole test suite"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff, and the import-direction contract (lint-imports)"
 	@echo "make lock   - re-resolve requirements/all.lock (uv)"
 	@echo "make bench  - benchmarks (sandbox throughput, training cost)"
 
@@ -71,6 +71,7 @@ test: install
 lint: $(STAMP)
 	$(BIN)/ruff check genbench_tasks dags tests benchmarks
 	$(BIN)/ruff format --check genbench_tasks dags tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python benchmarks/bench_sandbox.py

@@ -16,7 +16,7 @@ from airflow.sdk import Param, dag, task
 from genbench_tasks.pipeline import settings
 from genbench_tasks.pipeline.ray_operator import RayJobOperator
 from genbench_tasks.pipeline.schedule import NightlySlotTimetable
-from genbench_tasks.profiles import available_profiles
+from genbench_tasks.profiles import DEFAULT_PROFILE, available_profiles
 
 JOB_TIMEOUT = pendulum.duration(hours=12)
 
@@ -56,7 +56,7 @@ def _notify_failure(context) -> None:
             type="string",
             enum=available_profiles(),
             title="Profile",
-            description="local-cpu: the embedded CPU default; gpu-small: the nightly on a GPU cluster; "
+            description=f"{DEFAULT_PROFILE}: the embedded CPU default; gpu-small: the nightly on a GPU cluster; "
             "paper: the full study (GPU, not a nightly)",
         ),
         "verl_versions": Param(

@@ -43,9 +43,9 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
         "train negative seed": (["train", "--verl-version", "0.9.1", "--seed", "-1", "--out", out], "--seed"),
         "train seed not a number": (["train", "--verl-version", "0.9.1", "--seed", "x", "--out", out], "integer"),
         "train version": (["train", "--verl-version", "latest", "--seed", "0", "--out", out], "--verl-version"),
-        "train empty ray address": (
-            ["train", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--ray-address", " "],
-            "--ray-address",
+        "train no ray launch path": (
+            ["train", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--ray-address", "x"],
+            "unrecognized arguments: --ray-address",
         ),
         "score workers 0": (["score", "--in", jsonl, "--out", out, "--workers", "0"], "--workers"),
         "score chunk -5": (["score", "--in", jsonl, "--out", out, "--chunk", "-5"], "--chunk"),
@@ -86,6 +86,8 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
             ["history", "rebuild", tmp, "--out", out, "--endpoint-url", "ftp://host"],
             "http(s)://host",
         ),
+        "worker run missing cell dir": (["worker", "run", tmp / "nope"], "does not exist"),
+        "worker step": (["worker", "bogus"], "invalid choice"),
         "unknown option": (["tasks", "list", "--bogus"], "unrecognized arguments: --bogus"),
         "unknown command": (["bogus"], "invalid choice"),
     }  # fmt: skip

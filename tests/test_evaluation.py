@@ -125,7 +125,7 @@ SETTINGS = EvalSettings(samples_per_prompt=3, temperature=1.0, top_p=0.95, max_n
 
 # -------------------------------------------------------------------------------------------- generation
 def test_row_seed_is_a_pure_function_of_the_triple():
-    from genbench_tasks.evaluation.generation import row_seed
+    from genbench_tasks.modeling.decoding import row_seed
 
     assert row_seed(0, "a", 0) == row_seed(0, "a", 0)
     assert len({row_seed(s, p, j) for s in (0, 1) for p in ("a", "b") for j in (0, 1)}) == 8
@@ -135,7 +135,7 @@ def test_row_seed_is_a_pure_function_of_the_triple():
 def test_sample_next_respects_top_p_and_generator():
     import torch
 
-    from genbench_tasks.evaluation.generation import sample_next
+    from genbench_tasks.modeling.decoding import sample_next
 
     logits = torch.tensor([[5.0, 0.0, 0.0, 0.0]] * 64)
     gens = [torch.Generator().manual_seed(i) for i in range(64)]
@@ -522,10 +522,11 @@ def test_items_and_compare(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
-def test_cli_eval_and_ray_entrypoint(ckpt, data_dir, tmp_path, monkeypatch, capsys):
+def test_cli_eval_and_worker_entrypoint(ckpt, data_dir, tmp_path, monkeypatch, capsys):
     import genbench_tasks.scoring.metrics as metrics_module
     from genbench_tasks.cli import main
-    from genbench_tasks.evaluation import run
+    from genbench_tasks.pipeline.cells import CellSpec, write_spec
+    from genbench_tasks.profiles import load_profile
 
     monkeypatch.setattr(metrics_module, "default_embedder", lambda: BytesEmbedder())
     out = tmp_path / "eval" / "0.9.1" / "seed=0"
@@ -535,18 +536,32 @@ def test_cli_eval_and_ray_entrypoint(ckpt, data_dir, tmp_path, monkeypatch, caps
     assert "done:" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_label"] == "0.9.1" and manifest["settings"]["samples_per_prompt"] == 2
-    assert (
-        run.main([*args, *small, "--batch-size", "1", "--resume"]) == 0
-    )  # Ray entrypoint: same inputs -> cached
-    assert "cached:" in capsys.readouterr().out
+    # The Ray jobs' entry point on the same eval as a cell: same inputs (batch size aside) -> cached
+    settings = {"samples_per_prompt": 2, "max_new_tokens": 6, "max_prompts_per_family": 2, "batch_size": 1}
+    profile = load_profile("local-cpu", {"eval": settings})
+    write_spec(
+        CellSpec(
+            kind="eval",
+            key="e" * 24,
+            label="0.9.1",
+            seed=0,
+            profile=profile.model_dump(mode="json"),
+            data_dir=str(data_dir),
+            cell_dir=str(out),
+            checkpoint_dir=str(ckpt),
+            families=["rewriting"],
+        )
+    )
+    assert main(["worker", "run", str(out), "--resume"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("GENBENCH_RESULT "))
+    assert result["cached"] is True and (out / "_SUCCESS").is_file()
 
 
 def test_cli_error_paths(ckpt, data_dir, tmp_path, capsys):
     from genbench_tasks.cli import main
-    from genbench_tasks.evaluation import run
 
-    def err(argv, entry=main) -> str:
-        assert entry(argv) == 2
+    def err(argv) -> str:
+        assert main(argv) == 2
         text = capsys.readouterr().err.strip()
         assert text.startswith("genbench: error: ") and "\n" not in text
         return text
@@ -558,7 +573,8 @@ def test_cli_error_paths(ckpt, data_dir, tmp_path, capsys):
     assert "unknown profile" in err(["eval", *base, "--data", str(data_dir), "--profile", "nope"])
     assert "no test split for nope" in err(["eval", *base, "--data", str(data_dir), "--families", "nope"])
     assert "needs the vllm package" in err(["eval", *base, "--data", str(data_dir), "--backend", "vllm"])
-    assert "no datasets.json" in err([*base, "--data", str(tmp_path)], entry=run.main)
+    assert "no datasets.json" in err(["eval", *base, "--data", str(tmp_path)])
+    assert "not a cell directory" in err(["worker", "run", str(tmp_path)])
     assert "has no eval/" in err(["aggregate", str(tmp_path)])
     assert "does not exist" in err(["aggregate", str(tmp_path / "missing")])
     rd = tmp_path / "run"

@@ -26,6 +26,7 @@ from genbench_tasks.families import get_family
 from genbench_tasks.pipeline.nightly import NightlyParams, detect_regressions, mark_finished, plan_run
 from genbench_tasks.pipeline.publishing import run_status
 from genbench_tasks.publish.s3 import S3Store, publish_run
+from genbench_tasks.report import RunPages
 from genbench_tasks.rewards import score_many
 from genbench_tasks.s3_client import s3_client
 from genbench_tasks.scoring.metrics import compute_run_metrics
@@ -102,7 +103,10 @@ def _night(work: Path, cells: Path, i: int, day: str, bucket: str, store: S3Stor
     aggregate(plan.rundir)
     detect_regressions(plan)
     mark_finished(plan, run_status(plan.rundir))
-    return publish_run(plan.rundir, f"s3://{bucket}/nightly", store=store, presign_expires=None).run_key
+    pages = RunPages.load(plan.rundir)
+    return publish_run(
+        plan.rundir, f"s3://{bucket}/nightly", pages, store=store, presign_expires=None
+    ).run_key
 
 
 def test_planted_change_is_alerted_on_its_night_in_the_published_report(tmp_path, s3_server, capsys):

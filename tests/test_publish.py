@@ -23,6 +23,7 @@ from genbench_tasks.publish.s3 import (
     file_digests,
     publish_run,
 )
+from genbench_tasks.report import RunPages
 from genbench_tasks.s3_client import s3_client
 from tests.fixtures.rundir import make_rundir
 
@@ -32,6 +33,13 @@ MiB = 1024 * 1024
 LIGHT = {"seeds": (0,)}  # ~45 files instead of ~85: enough for ordering/idempotency/transport tests
 TINY = {"seeds": (0,), "versions": ("0.9.1",)}
 SMALL_MULTIPART = TransferSettings(multipart_threshold=1 * MiB, multipart_chunksize=5 * MiB)
+
+
+def _publish(rundir, uri, **kwargs):
+    """publish_run with the run's pages rendered by the report layer (as the CLI and the DAG do)."""
+    return publish_run(rundir, uri, RunPages.load(rundir), **kwargs)
+
+
 PUBLIC_GRANTEES = (
     "http://acs.amazonaws.com/groups/global/AllUsers",
     "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
@@ -129,7 +137,7 @@ def test_composite_checksum_matches_parts(tmp_path):
 # ------------------------------------------------------------------------------------------ publishing
 def test_publish_layout_checksums_types_privacy(tmp_path, s3, bucket, store):
     rd = make_rundir(tmp_path / "run", big_file_bytes=6 * MiB + 123)
-    result = publish_run(rd, f"s3://{bucket}/nightly", store=store)
+    result = _publish(rd, f"s3://{bucket}/nightly", store=store)
 
     run_prefix = "nightly/runs/2026-11-20_manual__nightly-1/"
     assert result.run_uri == f"s3://{bucket}/{run_prefix}"
@@ -219,7 +227,7 @@ def test_publish_layout_checksums_types_privacy(tmp_path, s3, bucket, store):
 
 def test_failed_publish_leaves_index_and_latest_untouched(tmp_path, s3, bucket, store, monkeypatch):
     uri = f"s3://{bucket}/p"
-    first = publish_run(
+    first = _publish(
         make_rundir(tmp_path / "a", run_id="night-a", date="2026-11-19", **LIGHT), uri, store=store
     )
     index_before = _get(s3, bucket, "p/index.json")
@@ -237,7 +245,7 @@ def test_failed_publish_leaves_index_and_latest_untouched(tmp_path, s3, bucket, 
 
     monkeypatch.setattr(S3Store, "upload_file", flaky)
     with pytest.raises(PublishError, match="simulated network failure"):
-        publish_run(rd_b, uri, store=store, on_object=seen.append)
+        _publish(rd_b, uri, store=store, on_object=seen.append)
     assert seen, "some objects were uploaded before the failure"
     assert _get(s3, bucket, "p/index.json") == index_before
     assert _get(s3, bucket, "p/latest/run.json") == latest_before
@@ -248,7 +256,7 @@ def test_failed_publish_leaves_index_and_latest_untouched(tmp_path, s3, bucket, 
 
     # the retry completes the run and only then moves index and latest
     monkeypatch.setattr(S3Store, "upload_file", real_upload)
-    second = publish_run(rd_b, uri, store=store)
+    second = _publish(rd_b, uri, store=store)
     assert [r["run_key"] for r in _get_json(s3, bucket, "p/index.json")["runs"]] == [
         second.run_key,
         first.run_key,
@@ -256,7 +264,7 @@ def test_failed_publish_leaves_index_and_latest_untouched(tmp_path, s3, bucket, 
     assert _get_json(s3, bucket, "p/latest/run.json")["run_key"] == second.run_key
 
     # publishing an older night afterwards adds it to the index but leaves latest/ on the newest
-    older = publish_run(
+    older = _publish(
         make_rundir(tmp_path / "c", run_id="night-c", date="2026-11-18", **LIGHT), uri, store=store
     )
     assert older.latest_uri is None
@@ -269,13 +277,13 @@ def test_republish_is_idempotent_and_prunes_stale_objects(tmp_path, s3, bucket, 
     rd = make_rundir(tmp_path / "run", **LIGHT)
     uri = f"s3://{bucket}/r"
     (rd / "eval" / "0.9.1" / "seed=0" / "debug.txt").write_text("temporary\n")
-    first = publish_run(rd, uri, store=store)
+    first = _publish(rd, uri, store=store)
     assert first.skipped == 0 and first.uploaded == first.objects - 1  # published.json is not counted
     prefix = f"r/runs/{first.run_key}/"
     etags = {k: s3.head_object(Bucket=bucket, Key=k)["ETag"] for k in _keys(s3, bucket, prefix)}
 
     (rd / "eval" / "0.9.1" / "seed=0" / "debug.txt").unlink()
-    second = publish_run(rd, uri, store=store)
+    second = _publish(rd, uri, store=store)
     assert second.uploaded == 0 and second.deleted == 1
     assert prefix + "eval/0.9.1/seed=0/debug.txt" not in _keys(s3, bucket, prefix)
     for key, etag in etags.items():
@@ -301,10 +309,10 @@ def test_verification_catches_a_corrupted_object(tmp_path, s3, bucket, store, mo
     monkeypatch.setattr(S3Store, "upload_file", corrupting)
     for mode in ("checksum", "readback"):
         with pytest.raises(PublishError, match="summary.json"):
-            publish_run(rd, f"s3://{bucket}/{mode}", store=store, verify=mode)
+            _publish(rd, f"s3://{bucket}/{mode}", store=store, verify=mode)
         assert not _keys(s3, bucket, f"{mode}/index.json")
     monkeypatch.setattr(S3Store, "upload_file", real_upload)
-    result = publish_run(rd, f"s3://{bucket}/readback", store=store, verify="readback")
+    result = _publish(rd, f"s3://{bucket}/readback", store=store, verify="readback")
     objects = _get_json(s3, bucket, f"readback/runs/{result.run_key}/published.json")["objects"]
     assert {o["verified"] for o in objects} == {"readback"}
 
@@ -312,7 +320,7 @@ def test_verification_catches_a_corrupted_object(tmp_path, s3, bucket, store, mo
 def test_index_update_survives_a_concurrent_writer(tmp_path, s3, bucket, store, monkeypatch):
     """index.json is replaced with a conditional PUT: a writer sneaking in between read and write is kept."""
     uri = f"s3://{bucket}/cas"
-    publish_run(make_rundir(tmp_path / "a", run_id="night-a", date="2026-11-19", **TINY), uri, store=store)
+    _publish(make_rundir(tmp_path / "a", run_id="night-a", date="2026-11-19", **TINY), uri, store=store)
     real_get = S3Store.get
     raced: list[str] = []
 
@@ -330,7 +338,7 @@ def test_index_update_survives_a_concurrent_writer(tmp_path, s3, bucket, store, 
         return got
 
     monkeypatch.setattr(S3Store, "get", racing_get)
-    result = publish_run(
+    result = _publish(
         make_rundir(tmp_path / "b", run_id="night-b", date="2026-11-20", **TINY), uri, store=store
     )
     assert raced
@@ -339,7 +347,7 @@ def test_index_update_survives_a_concurrent_writer(tmp_path, s3, bucket, store, 
 
 
 def test_presigned_url_fetchable(tmp_path, s3_server, bucket, store, capsys):
-    result = publish_run(
+    result = _publish(
         make_rundir(tmp_path / "run", **LIGHT), f"s3://{bucket}/x", store=store, presign_expires=600
     )
     with urllib.request.urlopen(result.report_url, timeout=30) as resp:
@@ -369,7 +377,7 @@ def test_s3hook_store(tmp_path, tmp_path_factory, s3_server, s3, bucket, monkeyp
     monkeypatch.setenv("AIRFLOW_CONN_GENBENCH_S3", json.dumps(conn))
     store = S3Store.from_airflow("genbench_s3", transfer=SMALL_MULTIPART)
     assert store.endpoint == s3_server
-    result = publish_run(make_rundir(tmp_path / "run", **TINY), f"s3://{bucket}/hook", store=store)
+    result = _publish(make_rundir(tmp_path / "run", **TINY), f"s3://{bucket}/hook", store=store)
     assert result.uploaded > 20
     assert _get_json(s3, bucket, "hook/index.json")["runs"][0]["run_key"] == result.run_key
     with urllib.request.urlopen(store.presign(result.report_uri, 300), timeout=30) as resp:

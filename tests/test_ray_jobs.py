@@ -21,7 +21,6 @@ from genbench_tasks.launch.ray_jobs import (
     attempt_id,
     attempt_of,
     runtime_env_for_verl,
-    submit_via_ray,
 )
 from tests.fixtures.ray_cluster import cmd, unique_id
 
@@ -279,46 +278,29 @@ def test_pip_runtime_env_pins_older_verl_without_touching_base(
 ):
     """verl==0.8.0 --no-deps in the job while the base env keeps verl 0.9.1 and numpy 2 (0.8.0 wants numpy<2).
 
-    Goes through ``submit_via_ray`` (the CLI path). First run per Ray session: Ray clones the base venv
-    (~2 GB) and pip-installs one wheel: ~45-75 s here.
+    Goes through the nightly's one launch path (a RayJobSpec with the pip runtime_env, RayJobLauncher). First
+    run per Ray session: Ray clones the base venv (~2 GB) and pip-installs one wheel: ~45-75 s here.
     """
     base_verl = importlib.metadata.version("verl")
     assert base_verl != "0.8.0"
+    spec = RayJobSpec(
+        entrypoint=cmd(ray_scripts["verl_probe"]),
+        submission_id=unique_id("genbench-train-local-cpu-verl0_8_0-s0"),
+        runtime_env=runtime_env_for_verl("0.8.0", "pip", None, {}),
+        entrypoint_num_cpus=1,
+    )
+    launcher = RayJobLauncher(ray_head.address, token=ray_head.token)
     lines: list[str] = []
     t0 = time.monotonic()
-    result = submit_via_ray(
-        address=ray_head.address,
-        token=ray_head.token,
-        profile="local-cpu",
-        verl_version="0.8.0",
-        seed=0,
-        data_dir=str(tmp_path / "data"),
-        out_dir=str(tmp_path / "run"),
-        entrypoint=cmd(ray_scripts["verl_probe"]),
-        timeout_s=600,
-        poll_s=2,
-        on_log=lines.append,
-    )
+    job_id = launcher.submit_or_attach(spec)
+    result = launcher.wait(job_id, timeout_s=600, poll_s=2, on_log=lines.append)
     log.info("pip runtime_env job took %.0fs", time.monotonic() - t0)
-    assert result["status"] == "SUCCEEDED" and result["job_id"].startswith(
-        "genbench-train-local-cpu-verl0.8.0-s0-"
-    )
+    assert result.status == "SUCCEEDED", result.message
     probe = dict(ln.split(" ", 1) for ln in lines if " " in ln and ln.split(" ", 1)[0].isupper())
     assert probe["VERL_DIST"] == "0.8.0", lines
     assert probe["VERL_PKG"] == "0.8.0"
     assert "runtime_resources/pip" in probe["VERL_PATH"]
     assert probe["NUMPY"].startswith("2.")  # --no-deps: verl 0.8.0's numpy<2 pin was not applied
     assert importlib.metadata.version("verl") == base_verl  # base env untouched
-    # Same command again: attaches to the finished job instead of running it twice.
-    again = submit_via_ray(
-        address=ray_head.address,
-        token=ray_head.token,
-        profile="local-cpu",
-        verl_version="0.8.0",
-        seed=0,
-        data_dir=str(tmp_path / "data"),
-        out_dir=str(tmp_path / "run"),
-        entrypoint=cmd(ray_scripts["verl_probe"]),
-        on_log=None,
-    )
-    assert again["job_id"] == result["job_id"]
+    # Same spec again: attaches to the finished job instead of running it twice.
+    assert launcher.submit_or_attach(spec) == job_id

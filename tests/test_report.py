@@ -211,6 +211,7 @@ def test_fixture_matches_the_pipeline_schemas(tmp_path):
 def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
     """Publish three nightlies, then load report.html and index.html from the S3 endpoint in Chromium."""
     from genbench_tasks.publish import S3Store, publish_run
+    from genbench_tasks.report import RunPages
     from genbench_tasks.s3_client import s3_client
 
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
@@ -221,7 +222,9 @@ def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
         rd = make_rundir(
             tmp_path / date, run_id=f"nightly-{i}", date=date, shift=0.03 * i, rng_seed=i, seeds=(0, 1)
         )
-        results.append(publish_run(rd, f"s3://{bucket}/genbench", store=store, presign_expires=900))
+        results.append(
+            publish_run(rd, f"s3://{bucket}/genbench", RunPages.load(rd), store=store, presign_expires=900)
+        )
 
     report_dom = chromium.dump_dom(results[-1].report_url)
     assert "genbench nightly: 2026-11-20_nightly-2" in report_dom

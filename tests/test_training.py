@@ -272,17 +272,37 @@ def test_reward_rises_on_a_short_run(runs):
     assert last > first + 0.01, (first, last, rewards)
 
 
+def _train_cell(ws, out: Path, verl_version: str, steps: int | None = None) -> list[str]:
+    """Write OUT/cell.json for a verl-core train cell (init: the shared SFT checkpoint); returns the
+    command the Ray job of that cell runs (the one worker entry point)."""
+    from genbench_tasks.pipeline.cells import CellSpec, write_spec
+
+    profile = load_profile(str(ws["yaml"]), {"ppo": {"steps": steps}} if steps else None)
+    write_spec(
+        CellSpec(
+            kind="train",
+            key="c" * 24,
+            label=verl_version,
+            seed=0,
+            verl_version=verl_version,
+            profile=profile.model_dump(mode="json"),
+            data_dir=str(ws["data"]),
+            cell_dir=str(out),
+            checkpoint_dir=str(ws["root"] / "sft" / "checkpoint"),
+        )
+    )
+    return [sys.executable, "-m", "genbench_tasks.cli", "worker", "run", str(out)]
+
+
 @pytest.mark.slow
-def test_module_entry_point_killed_then_resumed(ws, runs):
-    """SIGKILL the `python -m genbench_tasks.training.run` process after its step-2 checkpoint, rerun with
-    --resume: it continues from state/step_N and ends with the uninterrupted run's metrics."""
+def test_worker_entry_point_killed_then_resumed(ws, runs):
+    """SIGKILL the `genbench worker run CELL_DIR` process after its step-2 checkpoint, rerun it as a Ray retry
+    would (`--resume`): it continues from state/step_N and ends with the uninterrupted run's metrics."""
     import signal
     import time
 
     out = ws["root"] / "runs" / "killed"
-    cmd = [sys.executable, "-m", "genbench_tasks.training.run", "--profile", str(ws["yaml"])]
-    cmd += ["--verl-version", _installed_verl(), "--seed", "0", "--data", str(ws["data"]), "--out", str(out)]
-    cmd += ["--sft-dir", str(ws["root"] / "sft"), "--steps", "40"]
+    cmd = _train_cell(ws, out, _installed_verl(), steps=40)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     deadline = time.time() + 600
     for line in proc.stdout:
@@ -291,29 +311,27 @@ def test_module_entry_point_killed_then_resumed(ws, runs):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     done = sorted(int(p.name.split("_")[1]) for p in (out / "state").glob("step_*"))
-    assert done and done[-1] < 40
-    resumed = subprocess.run(
-        [*cmd[:-2], "--steps", "4", "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600
-    )
+    assert done and done[-1] < 40 and not (out / "_SUCCESS").exists()
+    _train_cell(ws, out, _installed_verl(), steps=4)
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {out / 'state' / f'step_{done[-1]}'}" in resumed.stdout
     assert _metrics(out) == _metrics(runs("a", 0).run_dir)
+    assert (out / "_SUCCESS").is_file()
 
 
 # ---- verl versions --------------------------------------------------------------------------------------
 
 
 def test_version_mismatch_fails_fast(ws, capsys):
-    from genbench_tasks.training import run
+    from genbench_tasks.cli import main
 
-    code = run.main(
-        ["--profile", str(ws["yaml"]), "--verl-version", "0.0.1", "--seed", "0"]
-        + ["--data", str(ws["data"]), "--out", str(ws["root"] / "runs" / "mismatch")]
-    )
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "expects verl 0.0.1" in err and _installed_verl() in err
-    assert not (ws["root"] / "runs" / "mismatch" / "metrics.jsonl").exists()
+    out = ws["root"] / "runs" / "mismatch"
+    _train_cell(ws, out, "0.0.1")
+    assert main(["worker", "run", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expects verl 0.0.1" in err and _installed_verl() in err and "\n" not in err
+    assert not (out / "metrics.jsonl").exists()
 
 
 def _verl_old_dir() -> Path:
@@ -350,14 +368,12 @@ def _verl_old_dir() -> Path:
 
 @pytest.mark.slow
 def test_adapter_runs_ppo_on_verl_080_in_subprocess(ws, runs):
-    """The same run under verl 0.8.0 (module entry point, as a Ray job would start it)."""
+    """The same run under verl 0.8.0 (the worker entry point, as a Ray job would start it)."""
     old = _verl_old_dir()
     out = ws["root"] / "runs" / "verl080"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(old), str(ROOT)])}
     proc = subprocess.run(
-        [sys.executable, "-m", "genbench_tasks.training.run", "--profile", str(ws["yaml"])]
-        + ["--verl-version", VERL_OLD, "--seed", "0", "--data", str(ws["data"]), "--out", str(out)]
-        + ["--sft-dir", str(ws["root"] / "sft")],
+        _train_cell(ws, out, VERL_OLD),
         capture_output=True,
         text=True,
         env=env,
@@ -387,27 +403,12 @@ def test_adapter_runs_ppo_on_verl_080_in_subprocess(ws, runs):
 # ---- CLI ------------------------------------------------------------------------------------------------
 
 
-def test_cli_train_in_process_and_ray_hook(ws, monkeypatch, capsys):
-    from genbench_tasks.cli import build_parser, main
-    from genbench_tasks.cli.train import entrypoint
+def test_cli_train_has_no_second_ray_launch_path(ws, capsys):
+    """Ray jobs go through the DAG's launcher and `genbench worker run`; `genbench train` runs in-process."""
+    from genbench_tasks.cli import main
 
-    args = build_parser().parse_args(
-        ["train", "--profile", "local-cpu", "--verl-version", "0.9.1", "--seed", "3"]
-        + ["--out", "/x/run", "--resume"]
-    )
-    cmd = entrypoint(args, "/x/data")
-    assert cmd.startswith("python -m genbench_tasks.training.run ") and cmd.endswith("--resume")
-    assert "--seed 3" in cmd and "--data /x/data" in cmd
-
-    import genbench_tasks.launch.ray_jobs as ray_jobs
-
-    seen = {}
-    monkeypatch.setattr(ray_jobs, "submit_via_ray", lambda **kw: seen.update(kw) or "job-1", raising=False)
     code = main(
         ["train", "--profile", str(ws["yaml"]), "--verl-version", "0.9.1", "--seed", "0"]
-        + ["--data", str(ws["data"]), "--out", str(ws["root"] / "runs" / "ray")]
-        + ["--ray-address", "http://ray:8265"]
+        + ["--out", str(ws["root"] / "runs" / "ray"), "--ray-address", "http://ray:8265"]
     )
-    assert code == 0 and seen["address"] == "http://ray:8265" and seen["seed"] == 0
-    assert "genbench_tasks.training.run" in seen["entrypoint"]
-    assert "job-1" in capsys.readouterr().out
+    assert code == 2 and "--ray-address" in capsys.readouterr().err

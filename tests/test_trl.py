@@ -292,25 +292,39 @@ def test_outputs_and_manifest(runs, ws, sft):
 
 
 @pytest.mark.slow
-def test_resume_keeps_a_complete_run_and_the_module_entry_point(runs, ws, sft):
+def test_resume_keeps_a_complete_run_and_the_worker_entry_point(runs, ws, sft):
+    """The Ray jobs' one entry point (`genbench worker run CELL_DIR`) on a trl-ppo train cell: a complete run
+    is kept as is; a directory that is not a cell is a one-line error (exit 2)."""
+    from genbench_tasks.labels import TRL_PPO
+    from genbench_tasks.pipeline.cells import CellSpec, write_spec
+
     result, _ = runs("a", 0)
     manifest = Path(result.manifest_path)
     before = manifest.stat().st_mtime_ns
-    base = [sys.executable, "-m", "genbench_tasks.training.run", "--backend", "trl-ppo"]
-    args = ["--profile", str(ws["yaml"]), "--seed", "0", "--data", str(ws["data"]), "--out", result.run_dir]
+    write_spec(
+        CellSpec(
+            kind="train",
+            key="t" * 24,
+            label=TRL_PPO,
+            seed=0,
+            profile=load_profile(str(ws["yaml"])).model_dump(mode="json"),
+            data_dir=str(ws["data"]),
+            cell_dir=result.run_dir,
+            checkpoint_dir=str(Path(sft.sft_dir) / "checkpoint"),
+        )
+    )
+    base = [sys.executable, "-m", "genbench_tasks.cli", "worker", "run"]
     proc = subprocess.run(
-        [*base, *args, "--sft-dir", sft.sft_dir, "--resume"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+        [*base, result.run_dir, "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "complete: nothing to do" in proc.stdout
     done = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("GENBENCH_RESULT "))
     assert done == result.model_dump() and manifest.stat().st_mtime_ns == before
-    proc = subprocess.run([*base, *args, "--verl-version", "0.9.1"], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2 and "not per verl version" in proc.stderr
+    assert (Path(result.run_dir) / "_SUCCESS").is_file()
+    proc = subprocess.run([*base, str(ws["data"])], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("genbench: error: ")
+    assert "not a cell directory" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -23,8 +23,8 @@ from packaging.version import Version
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import available_profiles, load_profile
-from genbench_tasks.training import verl_config as vc
-from genbench_tasks.training import verl_launcher as vl
+from genbench_tasks.verl import config as vc
+from genbench_tasks.verl import job as vl
 
 VERSIONS = ["0.6.1", "0.7.1", "0.8.0", "0.9.1"]
 SEED = 7
@@ -290,18 +290,20 @@ def test_entrypoint_shell_round_trip(verl_releases, tmp_path, version):
     subprocess.run(["/bin/sh", "-c", job.entrypoint + " --resume"], env=env, check=True)
     calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
     assert [c[:2] for c in calls] == [
-        ["-m", "genbench_tasks.training.verl_launcher"],
+        ["-m", "genbench_tasks.cli"],
         ["-m", "verl.trainer.main_ppo"],
         ["-m", "verl.model_merger"],
-        ["-m", "genbench_tasks.training.verl_launcher"],
+        ["-m", "genbench_tasks.cli"],
     ]
     pre, train, merge, fin = calls
-    assert pre[2] == "preflight" and pre[pre.index("--stage") + 1 : pre.index("--stage") + 3] == [
+    assert pre[2:4] == ["worker", "verl-preflight"]
+    assert pre[pre.index("--stage") + 1 : pre.index("--stage") + 3] == [
         "s3://bkt/run/seed=7/data/rl/rewriting/train.parquet",
         f"{out}/data/bkt/run/seed=7/data/rl/rewriting/train.parquet",
     ]
     assert merge == job.merge_argv[1:] and fin[2:] == [
-        "finish",
+        "worker",
+        "verl-finish",
         "--output-dir",
         str(out),
         "--resume",
@@ -324,8 +326,9 @@ def test_entrypoint_shell_round_trip(verl_releases, tmp_path, version):
     assert "verl.trainer.main_ppo" not in (tmp_path / "log").read_text()
 
 
-def test_build_job_for_a_pipeline_cell(verl_releases, tmp_path):
-    from genbench_tasks.pipeline.cells import CellSpec, write_spec
+def test_verl_job_for_a_pipeline_cell(verl_releases, tmp_path, capsys):
+    from genbench_tasks.cli import main
+    from genbench_tasks.pipeline.cells import CellSpec, verl_job, write_spec
 
     profile = load_profile("gpu-small")
     cell = CellSpec(
@@ -339,16 +342,18 @@ def test_build_job_for_a_pipeline_cell(verl_releases, tmp_path):
         cell_dir=str(tmp_path / "cell"),
         checkpoint_dir="/shared/cells/sft/checkpoint",
     )
-    job = vl.build_job(profile, cell)
+    job = verl_job(profile, cell)
     assert "actor_rollout_ref.model.path=/shared/cells/sft/checkpoint" in job.overrides
     assert "data.seed=2" in job.overrides and job.state_dir == f"{cell.cell_dir}/state"
-    # the job's last step marks the cell done once the merged model is there
+    # the job's last step (the worker entry point) marks the cell done once the merged model is there
     write_spec(cell)
     with pytest.raises(GenbenchError, match="no merged HF model"):
-        vl.finish(cell.cell_dir)
+        vl.check_merged_model(cell.cell_dir)
+    assert main(["worker", "verl-finish", "--output-dir", cell.cell_dir]) == 2
+    assert "no merged HF model" in capsys.readouterr().err and not cell.is_done()
     (Path(cell.cell_dir) / "checkpoint").mkdir()
     (Path(cell.cell_dir) / "checkpoint/config.json").write_text("{}")
-    assert vl.main(["finish", "--output-dir", cell.cell_dir, "--resume"]) == 0
+    assert main(["worker", "verl-finish", "--output-dir", cell.cell_dir, "--resume"]) == 0
     assert cell.is_done()
 
 

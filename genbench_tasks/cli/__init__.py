@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "publish",
     "demo",
     "up",
+    "worker",
 ]
 
 

@@ -7,6 +7,7 @@ probe output locations at the start of a command, so an unwritable path fails in
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import tempfile
@@ -165,3 +166,14 @@ def output_file(path: str | Path, option: str) -> Path:
     if target.exists() and not os.access(target, os.W_OK):
         raise GenbenchError(f"cannot write to {path} ({option}): permission denied")
     return target
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (e.g. profile overrides)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} (at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"ppo": {"steps": 4}}\'')
+    return value

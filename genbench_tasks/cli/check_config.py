@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from genbench_tasks.profiles import load_profile
-    from genbench_tasks.training.verl_launcher import make_run, validate_run
+    from genbench_tasks.verl import make_run, validate_run
 
     profile = load_profile(args.profile)
     if args.cache_dir is not None:

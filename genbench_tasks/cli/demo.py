@@ -13,16 +13,6 @@ from genbench_tasks.profiles import DEFAULT_PROFILE
 DAG_ID = "genbench_nightly"
 
 
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg} (at character {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"ppo": {"steps": 4}}\'')
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "demo",
@@ -49,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seeds per version (default: the profile's)",
     )
     parser.add_argument(
-        "--overrides", type=_json_object, default=None, help="JSON deep-merged into the profile"
+        "--overrides", type=arguments.json_object, default=None, help="JSON deep-merged into the profile"
     )
     parser.add_argument(
         "--ray-cpus", type=arguments.positive_int, default=2, help="CPUs the Ray head offers (default 2)"

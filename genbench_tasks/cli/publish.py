@@ -80,6 +80,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     from genbench_tasks.errors import GenbenchError
     from genbench_tasks.publish.s3 import MiB, S3Uri, TransferSettings, publish_run
+    from genbench_tasks.report import RunPages
 
     if not Path(args.rundir).is_dir():
         raise GenbenchError(f"run directory not found: {args.rundir}")
@@ -91,7 +92,12 @@ def _publish(args: argparse.Namespace) -> int:
         multipart_threshold=threshold, multipart_chunksize=max(threshold // 4, 8 * MiB)
     )
     result = publish_run(
-        args.rundir, args.uri, store=_store(args, transfer), verify=args.verify, max_workers=args.workers
+        args.rundir,
+        args.uri,
+        RunPages.load(args.rundir),
+        store=_store(args, transfer),
+        verify=args.verify,
+        max_workers=args.workers,
     )
     if args.json:
         print(json.dumps(result.model_dump(), indent=2))

@@ -1,20 +1,17 @@
-"""`genbench train`: one verl-core PPO+GAE run (in-process, or as a Ray job with --ray-address).
+"""`genbench train`: one verl-core PPO+GAE run, in this process.
 
-Ray hook: with --ray-address the command calls, lazily imported,
-`genbench_tasks.launch.ray_jobs.submit_via_ray(address=, profile=, verl_version=, seed=, data_dir=,
-out_dir=, entrypoint=)`, where `entrypoint` is the `python -m genbench_tasks.training.run ...` command line
-for the same arguments; whatever it returns (job id or a JSON-able outcome) is printed.
+Ray jobs go through the nightly's one launch path (the DAG's RayJobOperator submitting
+`genbench worker run CELL_DIR`), not through this command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
-from genbench_tasks.cli.arguments import non_empty, output_dir, seed, version
+from genbench_tasks.cli.arguments import output_dir, seed, version
 from genbench_tasks.profiles import DEFAULT_PROFILE
 
 
@@ -27,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "backend: OUT/checkpoint (HF), OUT/metrics.jsonl, OUT/manifest.json, OUT/state/step_N. "
             "Fails fast when the imported verl is not --verl-version."
         ),
-        epilog="example: genbench train --profile local-cpu --verl-version 0.9.1 --seed 0 --out runs/v091-s0",
+        epilog=f"example: genbench train --profile {DEFAULT_PROFILE} --verl-version 0.9.1 --seed 0 --out runs/v091-s0",
     )
     parser.add_argument(
         "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
@@ -40,34 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None, help="dataset dir (default: build into OUT/data)")
     parser.add_argument("--sft-dir", default=None, help="shared SFT dir (default: sibling sft-<key> of OUT)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete state")
-    parser.add_argument(
-        "--ray-address", default=None, type=non_empty, help="submit as a Ray job to this cluster instead"
-    )
     parser.set_defaults(func=_train)
-
-
-def entrypoint(args: argparse.Namespace, data_dir: str) -> str:
-    """The module command a Ray job runs for these arguments."""
-    parts = [
-        "python",
-        "-m",
-        "genbench_tasks.training.run",
-        "--profile",
-        args.profile,
-        "--verl-version",
-        args.verl_version,
-        "--seed",
-        str(args.seed),
-        "--data",
-        data_dir,
-        "--out",
-        args.out,
-    ]
-    if args.sft_dir:
-        parts += ["--sft-dir", args.sft_dir]
-    if args.resume:
-        parts.append("--resume")
-    return shlex.join(parts)
 
 
 def _ensure_data(profile, data: str | None, out: str) -> str:
@@ -82,7 +52,6 @@ def _ensure_data(profile, data: str | None, out: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from genbench_tasks.errors import GenbenchError
     from genbench_tasks.families import get_family
     from genbench_tasks.profiles import load_profile
 
@@ -96,30 +65,6 @@ def _train(args: argparse.Namespace) -> int:
     output_dir(args.out, "--out")  # fail now, not after the SFT warm start
     if args.sft_dir:
         output_dir(args.sft_dir, "--sft-dir")
-    # A Ray job does not run in the caller's working directory: hand it absolute paths.
-    args.out = str(Path(args.out).resolve())
-    args.data = str(Path(args.data).resolve()) if args.data else None
-    if args.ray_address:
-        try:
-            from genbench_tasks.launch.ray_jobs import submit_via_ray
-        except ImportError as exc:
-            raise GenbenchError(
-                f"Ray submission is not available in this install (genbench_tasks.launch.ray_jobs): {exc}"
-            ) from exc
-        data_dir = args.data or str(Path(args.out) / "data")
-        if not args.data:
-            _ensure_data(profile, None, args.out)
-        outcome = submit_via_ray(
-            address=args.ray_address,
-            profile=args.profile,
-            verl_version=args.verl_version,
-            seed=args.seed,
-            data_dir=data_dir,
-            out_dir=args.out,
-            entrypoint=entrypoint(args, data_dir),
-        )
-        print(outcome if isinstance(outcome, str) else json.dumps(outcome, default=str))
-        return 0
     from genbench_tasks.training.ppo_core import train_run
 
     data_dir = _ensure_data(profile, args.data, args.out)

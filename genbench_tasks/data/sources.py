@@ -6,24 +6,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import Example, get_family
 from genbench_tasks.families.base import content_id
-
-
-class CustomDataset(BaseModel):
-    """Point a family's scorer at your own rows. `field_map` maps Example fields to your column names."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    family: str  # whose scorer, prompt format and role apply
-    uri: str  # path, s3://bucket/key, or hf://<dataset name>[:<split>]
-    split: str = "test"
-    field_map: dict[str, str] = {"prompt": "prompt", "reference": "reference", "ground_truth": "ground_truth"}
-    limit: int | None = None
+from genbench_tasks.profiles import CustomDataset
 
 
 def read_records(uri: str) -> list[dict]:

@@ -6,10 +6,11 @@ other prompts in the run, or on K (sample 0..K-1 are the same for any larger K).
 
 Backends:
 
-* ``hf`` (CPU or GPU): the decoding loop is written here on top of a transformers causal LM with a KV
-  cache: left padding with explicit position ids, one ``torch.Generator`` per row, temperature + top-p
-  (nucleus) sampling by inverse CDF over a single uniform draw per row and step. transformers' own
-  ``generate`` is not used because it draws from the process-global RNG for the whole batch.
+* ``hf`` (CPU or GPU): genbench's one decoding loop (:func:`genbench_tasks.modeling.decoding.sample_rows`,
+  shared with PPO rollouts and the verl CPU rollout server) on a transformers causal LM with a KV cache:
+  left padding with explicit position ids, one ``torch.Generator`` per row, temperature + top-p (nucleus)
+  sampling by inverse CDF over a single uniform draw per row and step. transformers' own ``generate`` is not
+  used because it draws from the process-global RNG for the whole batch.
 * ``vllm`` (GPU only): ``vllm.LLM(...).generate`` with one request per (prompt, sample) and
   ``SamplingParams(n=1, seed=row_seed(...))``. Imported lazily; not installed in the CPU environment.
 
@@ -20,21 +21,20 @@ change if a uniform draw falls within ~1e-6 of a CDF boundary.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.modeling.decoding import FinishReason, eos_ids, row_seed, sample_rows
 from genbench_tasks.profiles import EvalSettings
 
 log = logging.getLogger(__name__)
 
-FinishReason = Literal["stop", "length"]
 Progress = Callable[[int, int], None]  # (rows done, rows total)
 
 
@@ -70,12 +70,6 @@ class Generator(Protocol):
         settings: EvalSettings,
         progress: Progress | None = None,
     ) -> list[Generation]: ...
-
-
-def row_seed(seed: int, prompt_id: str, sample_index: int) -> int:
-    """The 63-bit seed of one (run seed, prompt, sample) row: a hash of the triple, nothing else."""
-    digest = hashlib.sha256(f"genbench-eval\x1f{seed}\x1f{prompt_id}\x1f{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def check_sampling(settings: EvalSettings) -> None:
@@ -120,17 +114,6 @@ def _chat_text(tokenizer: Any, messages: list[dict[str, str]], where: Path) -> s
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def _eos_ids(model_config: Any, generation_config: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for source in (generation_config, model_config, tokenizer):
-        value = getattr(source, "eos_token_id", None)
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(int(v) for v in value)
-    return ids
-
-
 class HFGenerator:
     """transformers causal LM with a hand-written, per-row seeded sampling loop (see module docstring)."""
 
@@ -152,7 +135,7 @@ class HFGenerator:
             raise GenbenchError(f"cannot load checkpoint {self.path}: {str(exc).splitlines()[0]}") from exc
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self.eos_ids = _eos_ids(
+        self.eos_ids = eos_ids(
             self.model.config, getattr(self.model, "generation_config", None), self.tokenizer
         )
         if not self.eos_ids:
@@ -228,101 +211,6 @@ class HFGenerator:
             device=self.device,
         )
         return [(tokens[:-1] if finish == "stop" else tokens, finish) for tokens, finish, _ in rows]
-
-
-def sample_rows(
-    model: Any,
-    prompts: Sequence[Sequence[int]],
-    seeds: Sequence[int],
-    *,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    eos_ids: set[int],
-    pad_id: int,
-    device: Any = "cpu",
-    logprobs: bool = False,
-) -> list[tuple[list[int], FinishReason, list[float] | None]]:
-    """The seeded decoding loop: left-padded prompts, a KV cache, one generator per row (``seeds[i]``),
-    :func:`sample_next` per step. Per row: the sampled ids (ending with the EOS that stopped it, if any), the
-    finish reason, and (``logprobs``) each sampled token's log-probability under the temperature-scaled
-    distribution (before top-p; temperature 0 = greedy, scored at temperature 1)."""
-    import torch
-
-    n, width = len(prompts), max(len(p) for p in prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, ids in enumerate(prompts):
-        input_ids[i, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
-        mask[i, width - len(ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    input_ids, mask, positions = (t.to(device) for t in (input_ids, mask, positions))
-
-    result = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache, logits = result.past_key_values, result.logits[:, -1, :]
-    next_pos = positions[:, -1:] + 1
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    scores: list[list[float]] = [[] for _ in range(n)]
-    finish: list[FinishReason | None] = [None] * n
-    for step in range(max_new_tokens):
-        chosen_t = sample_next(logits, generators, temperature, top_p)
-        chosen = chosen_t.tolist()
-        chosen_lp = token_logprobs(logits, chosen_t, temperature).tolist() if logprobs else None
-        for i, tok in enumerate(chosen):
-            if finish[i] is None:
-                tokens[i].append(tok)
-                if chosen_lp is not None:
-                    scores[i].append(chosen_lp[i])
-                if tok in eos_ids:
-                    finish[i] = "stop"
-        if all(f is not None for f in finish) or step == max_new_tokens - 1:
-            break
-        feed = torch.tensor(
-            [[tok if finish[i] is None else pad_id] for i, tok in enumerate(chosen)],
-            dtype=torch.long,
-            device=device,
-        )
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-        result = model(
-            input_ids=feed, attention_mask=mask, position_ids=next_pos, past_key_values=cache, use_cache=True
-        )
-        cache, logits = result.past_key_values, result.logits[:, -1, :]
-        next_pos = next_pos + 1
-    return [(tokens[i], finish[i] or "length", scores[i] if logprobs else None) for i in range(n)]
-
-
-def token_logprobs(logits: Any, tokens: Any, temperature: float) -> Any:
-    """log p(token) per row under ``softmax(logits / temperature)`` (temperature <= 0: 1), in float64."""
-    import torch
-
-    scale = temperature if temperature > 0 else 1.0
-    logp = torch.log_softmax(logits.detach().to("cpu", torch.float64) / scale, dim=-1)
-    return logp.gather(-1, tokens.to("cpu").unsqueeze(-1)).squeeze(-1)
-
-
-def sample_next(logits: Any, generators: Sequence[Any], temperature: float, top_p: float) -> Any:
-    """One token per row: temperature, then top-p (smallest prefix of the sorted distribution whose mass
-    reaches top_p, at least one token), then inverse CDF at one uniform draw from that row's generator.
-
-    Row-local in float64: a row's token depends only on its own logits and generator. ``temperature <= 0``
-    is greedy (argmax; no draw).
-    """
-    import torch
-
-    if temperature <= 0:
-        return logits.detach().to("cpu").argmax(dim=-1)
-    uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
-    probs = torch.softmax(logits.detach().to("cpu", torch.float64) / temperature, dim=-1)
-    sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-    keep = (torch.cumsum(sorted_p, dim=-1) - sorted_p) < top_p
-    keep[:, 0] = True
-    cdf = torch.cumsum(sorted_p * keep, dim=-1)
-    targets = uniforms.unsqueeze(-1) * cdf[:, -1:]
-    rank = torch.searchsorted(cdf, targets, right=True).clamp(max=cdf.shape[-1] - 1)
-    # Never land on a token removed by top-p (possible only through rounding at the very end of the CDF).
-    rank = torch.minimum(rank, keep.sum(dim=-1, keepdim=True) - 1)
-    return order.gather(-1, rank).squeeze(-1)
 
 
 class VLLMGenerator:

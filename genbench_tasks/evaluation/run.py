@@ -15,19 +15,17 @@ family's metric list.
 A run whose ``manifest.json`` is complete and has the same cache key (checkpoint content, dataset content,
 seed, families, sampling settings, label; not the batch size, which cannot change a sample) is not redone.
 
-Also a Ray job entrypoint: ``python -m genbench_tasks.evaluation.run --checkpoint DIR --data DIR --seed N
---out DIR [--families ...] [--backend hf|vllm]``.
+Run by ``genbench eval`` (:mod:`genbench_tasks.cli.eval`) and, for a pipeline eval cell, by the worker entry
+point (``genbench worker run CELL_DIR``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import platform
 import re
-import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -38,7 +36,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key, file_sha256
-from genbench_tasks.profiles import DEFAULT_PROFILE, EvalSettings
+from genbench_tasks.profiles import EvalSettings
 from genbench_tasks.provenance import package_versions
 from genbench_tasks.scoring.metrics import Embedder, RunMetrics
 
@@ -456,168 +454,9 @@ def evaluate_checkpoint(
     return EvalResult(out_dir=str(out), cached=False, manifest=eval_manifest, metrics=metrics_file)
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-def add_eval_arguments(parser: argparse.ArgumentParser, *, data_required: bool) -> None:
-    """Arguments shared by ``genbench eval`` and the Ray entrypoint (malformed values fail while parsing)."""
-    from genbench_tasks.cli import arguments
-
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="Hugging Face model directory")
-    parser.add_argument(
-        "--data",
-        required=data_required,
-        metavar="DIR",
-        help="dataset directory with datasets.json"
-        + ("" if data_required else " (default: the nearest data/datasets.json above the checkpoint)"),
-    )
-    parser.add_argument("--seed", required=True, type=arguments.seed, help="evaluation seed (sampling)")
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", help="output directory (e.g. RUNDIR/eval/<label>/seed=<n>)"
-    )
-    parser.add_argument(
-        "--families", nargs="+", metavar="FAMILY", help="families to evaluate (default: every test split)"
-    )
-    parser.add_argument("--backend", choices=["hf", "vllm"], help="generation backend (default: profile's)")
-    parser.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        help=f"profile whose eval settings apply (default: {DEFAULT_PROFILE})",
-    )
-    parser.add_argument(
-        "--model-label",
-        metavar="LABEL",
-        help="'sft' or the verl version (default: <label> of an .../<label>/seed=<n> --out, else checkpoint name)",
-    )
-    parser.add_argument(
-        "--samples-per-prompt",
-        "-k",
-        type=arguments.positive_int,
-        metavar="K",
-        help="override samples per prompt",
-    )
-    parser.add_argument(
-        "--temperature", type=arguments.temperature, help="override sampling temperature (> 0)"
-    )
-    parser.add_argument("--top-p", type=arguments.unit_interval, help="override nucleus top-p, in (0, 1]")
-    parser.add_argument("--max-new-tokens", type=arguments.positive_int, help="override response length")
-    parser.add_argument(
-        "--max-prompts", type=arguments.positive_int, metavar="N", help="override prompts per family"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=arguments.positive_int,
-        help="override generation batch size (does not change samples)",
-    )
-    parser.add_argument("--threads", type=arguments.positive_int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--force", action="store_true", help="re-run even if a complete run is cached")
-
-
-def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    from genbench_tasks.profiles import load_profile
-
-    settings = load_profile(args.profile).eval
-    overrides = {
-        "backend": args.backend,
-        "samples_per_prompt": args.samples_per_prompt,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "max_new_tokens": args.max_new_tokens,
-        "max_prompts_per_family": args.max_prompts,
-        "batch_size": args.batch_size,
-    }
-    merged = {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return EvalSettings.model_validate(merged)
-    except Exception as exc:
-        raise GenbenchError(f"invalid eval settings: {str(exc).splitlines()[-1].strip()}") from exc
-
-
 def find_data_dir(checkpoint_dir: Path) -> Path:
     """The nearest ``data/datasets.json`` in a parent of the checkpoint (RUNDIR/data in the run layout)."""
     for parent in [checkpoint_dir, *checkpoint_dir.resolve().parents]:
         if (parent / "data" / "datasets.json").is_file():
             return parent / "data"
     raise GenbenchError(f"--data not given and no data/datasets.json found above {checkpoint_dir}")
-
-
-def run_from_args(args: argparse.Namespace) -> EvalResult:
-    from genbench_tasks.cli.arguments import output_dir
-    from genbench_tasks.profiles import load_profile
-
-    settings = settings_from_args(args)
-    if not Path(args.checkpoint).is_dir():
-        raise GenbenchError(f"checkpoint {args.checkpoint} is not a directory")
-    if args.data is not None and not Path(args.data).is_dir():
-        raise GenbenchError(f"--data {args.data} is not a directory")
-    output_dir(args.out, "--out")  # before the model loads
-    generator_kwargs: dict[str, Any] = {}
-    if settings.backend == "vllm":
-        cluster = load_profile(args.profile).cluster
-        generator_kwargs = {
-            "tensor_parallel_size": cluster.tensor_parallel_size,
-            "gpu_memory_utilization": cluster.gpu_memory_utilization,
-            "seed": args.seed,
-        }
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    data = Path(args.data) if args.data else find_data_dir(Path(args.checkpoint))
-    return evaluate_checkpoint(
-        args.checkpoint,
-        data,
-        args.seed,
-        args.out,
-        families=args.families,
-        settings=settings,
-        model_label=args.model_label,
-        generator_kwargs=generator_kwargs,
-        force=args.force,
-    )
-
-
-def print_result(result: EvalResult) -> None:
-    status = "cached" if result.cached else "done"
-    print(f"{status}: {result.out_dir}  (label {result.manifest.model_label}, seed {result.manifest.seed})")
-    for name, fm in result.metrics.families.items():
-        m = fm.metrics
-        bleu = f"{m.bleu.score:6.2f}" if m.bleu is not None else "     -"
-
-        def f(x: float | None) -> str:
-            return f"{x:.3f}" if x is not None else "-"
-
-        print(
-            f"  {name:20s} success {f(m.success_rate)}  bleu {bleu}  consistency {f(m.consistency)}  "
-            f"reward {f(m.reward_mean)}  (n={m.n_prompts}x{m.n_samples // max(m.n_prompts, 1)})"
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Ray job entrypoint. Exit 0 on success, 2 with a one-line error on bad input."""
-    parser = argparse.ArgumentParser(
-        prog="python -m genbench_tasks.evaluation.run",
-        description="Evaluate one checkpoint with one seed (samples, metrics.json, manifest.json in --out).",
-    )
-    add_eval_arguments(parser, data_required=True)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="accepted from the Ray launcher's retries; a no-op (complete runs are cached, incomplete ones redone)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        result = run_from_args(args)
-    except GenbenchError as exc:
-        print(f"genbench: error: {exc}", file=sys.stderr)
-        return 2
-    print_result(result)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

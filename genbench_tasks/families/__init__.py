@@ -33,6 +33,11 @@ def get_family(name: str) -> TaskFamily:
         raise GenbenchError(f"unknown task family {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
 
 
+def training_families(names: list[str]) -> list[str]:
+    """The training-role families among ``names`` (e.g. a profile's ``data.families``), in order."""
+    return [name for name in names if get_family(name).role == "train"]
+
+
 def family_for_data_source(data_source: str) -> TaskFamily:
     for family in _REGISTRY.values():
         if family.data_source == data_source:
@@ -51,4 +56,5 @@ __all__ = [
     "family_for_data_source",
     "get_family",
     "register_family",
+    "training_families",
 ]

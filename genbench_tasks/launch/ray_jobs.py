@@ -16,24 +16,18 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.hashing import content_key
+from genbench_tasks.verl import VERL_OWNED_ENV_VARS
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
 log = logging.getLogger(__name__)
 
-#: Env vars that verl (>= 0.9.1) puts into its own ``ray.init(runtime_env=...)``. Setting them in the job's
-#: runtime_env too makes Ray fail on the duplicate keys, so they are rejected up front.
-VERL_OWNED_ENV_VARS: frozenset[str] = frozenset(
-    {"VERL_FULL_DETERMINISM", "VLLM_BATCH_INVARIANT", "VERL_RL_INSIGHT_ENABLE"}
-)
 ACTIVE_STATUSES: frozenset[str] = frozenset({"PENDING", "RUNNING"})
 TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 RESUME_ARG = "--resume"
@@ -58,11 +52,12 @@ def auth_headers(token: str | None) -> dict[str, str]:
 
 
 def check_env_vars(env_vars: dict[str, str]) -> dict[str, str]:
-    """Reject env vars owned by verl; return ``env_vars`` unchanged (as ``str -> str``) otherwise."""
+    """Reject env vars some verl release sets itself (``genbench_tasks.verl.VERL_OWNED_ENV_VARS``: Ray fails on
+    the duplicate keys); return ``env_vars`` unchanged (as ``str -> str``) otherwise."""
     clash = sorted(VERL_OWNED_ENV_VARS & set(env_vars))
     if clash:
         raise RayJobConfigError(
-            f"runtime_env env_vars {clash} are set by verl itself (its ray.init runtime_env, verl>=0.9.1) "
+            f"runtime_env env_vars {clash} are set by verl itself (its ray.init runtime_env) "
             "and Ray fails on duplicate keys; remove them here and configure them through verl's config"
         )
     bad = [k for k, v in env_vars.items() if not isinstance(k, str) or not isinstance(v, str)]
@@ -453,50 +448,3 @@ class RayJobLauncher:
             time.sleep(min(poll_s, 1.0))
             status = self.status(job_id)
         return status
-
-
-def submit_via_ray(
-    *,
-    address: str,
-    profile: str,
-    verl_version: str,
-    seed: int,
-    data_dir: str,
-    out_dir: str,
-    entrypoint: str,
-    mode: Literal["pip", "image"] = "pip",
-    image_uri: str | None = None,
-    timeout_s: float = 24 * 3600.0,
-    poll_s: float = 5.0,
-    on_log: Callable[[str], Any] | None = print,
-    token: str | None = None,
-) -> dict[str, Any]:
-    """`genbench train --ray-address`: submit (or re-attach to) one run and wait for it.
-
-    The submission id is derived from the run's identity (profile, verl version, seed, output dir), so
-    re-running the same command attaches to the live job or resumes a failed one from its checkpoint.
-    Paths in ``entrypoint`` must be absolute: the job does not run in the caller's working directory.
-    """
-    out_key = content_key(str(Path(out_dir).resolve()), length=10)
-    name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", Path(profile).stem)[:40] or "profile"
-    spec = RayJobSpec(
-        entrypoint=entrypoint,
-        submission_id=f"genbench-train-{name}-verl{verl_version}-s{seed}-{out_key}",
-        runtime_env=runtime_env_for_verl(verl_version, mode, image_uri, {}),
-        metadata={
-            "profile": str(profile),
-            "verl_version": verl_version,
-            "seed": str(seed),
-            "data_dir": str(data_dir),
-            "out_dir": str(out_dir),
-        },
-        entrypoint_num_cpus=1,
-    )
-    launcher = RayJobLauncher(address, token=token)
-    job_id = launcher.submit_or_attach(spec)
-    outcome = launcher.wait(job_id, timeout_s=timeout_s, poll_s=poll_s, on_log=on_log)
-    if not outcome.succeeded:
-        tail = "\n".join(outcome.log_tail[-20:])
-        why = "timed out and was stopped" if outcome.timed_out else f"ended {outcome.status}"
-        raise RayJobError(f"Ray job {job_id} {why}: {outcome.message or ''}\n{tail}")
-    return outcome.model_dump(exclude={"log_tail"})

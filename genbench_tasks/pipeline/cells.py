@@ -5,24 +5,29 @@ hashes, seed, code version, and the key of the checkpoint it consumes). Cells li
 on storage shared by Airflow and Ray workers; a cell whose `_SUCCESS` marker exists is never recomputed,
 so re-running a nightly recomputes nothing and a retry redoes only what failed.
 
-`python -m genbench_tasks.pipeline.cells run CELL_DIR` is the Ray job entry point for every cell.
+Every Ray job the nightly submits runs through one worker entry point, `genbench worker` (module
+`genbench_tasks.cli.worker`): `run CELL_DIR` computes a cell here (:func:`run_cell`); a production verl
+train cell runs verl's own trainer between `verl-preflight` and `verl-finish` (:func:`verl_job`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
+import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
+from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.labels import TRL_PPO
+from genbench_tasks.profiles import Profile
 from genbench_tasks.provenance import code_version
+from genbench_tasks.verl import VerlJob, VerlRun, build_job_spec, data_files
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,10 @@ def write_spec(spec: CellSpec) -> Path:
 
 
 def read_spec(cell_dir: str | Path) -> CellSpec:
-    return CellSpec.model_validate_json((Path(cell_dir) / SPEC_NAME).read_text())
+    path = Path(cell_dir) / SPEC_NAME
+    if not path.is_file():
+        raise GenbenchError(f"{cell_dir} is not a cell directory (no {SPEC_NAME})")
+    return CellSpec.model_validate_json(path.read_text())
 
 
 def mark_done(spec: CellSpec, wall_s: float) -> None:
@@ -78,36 +86,36 @@ def mark_done(spec: CellSpec, wall_s: float) -> None:
     tmp.rename(marker)
 
 
-def run_cell(cell_dir: str | Path) -> CellSpec:
-    """Compute one cell in this process (idempotent: a finished cell returns at once)."""
-    from genbench_tasks.profiles import Profile
-
+def run_cell(cell_dir: str | Path, printer: Callable[[str], None] = print) -> BaseModel | None:
+    """Compute one cell in this process; returns its result (SFT, train or eval), ``None`` when the cell was
+    already complete (idempotent). ``printer`` gets the trainers' per-step progress lines."""
     spec = read_spec(cell_dir)
     if spec.is_done():
         log.info("cell %s (%s) already complete: nothing to do", spec.key, spec.kind)
-        return spec
+        return None
     profile = Profile.model_validate(spec.profile)
     started = time.time()
     log.info("cell %s: %s label=%s seed=%d", spec.key, spec.kind, spec.label, spec.seed)
     if spec.kind == "sft":
         from genbench_tasks.training.sft import ensure_sft
 
-        ensure_sft(profile, spec.data_dir, spec.cell_dir)
+        result = ensure_sft(profile, spec.data_dir, spec.cell_dir)
     elif spec.kind == "train" and spec.label == TRL_PPO:
         from genbench_tasks.training import trl_ppo
 
-        trl_ppo.train_run(
+        result = trl_ppo.train_run(
             profile,
             spec.seed,
             spec.data_dir,
             spec.cell_dir,
             init_checkpoint=spec.checkpoint_dir,
             resume=True,
+            printer=printer,
         )
     elif spec.kind == "train":
         from genbench_tasks.training.ppo_core import train_run
 
-        train_run(
+        result = train_run(
             profile,
             verl_version=spec.verl_version,
             seed=spec.seed,
@@ -115,11 +123,12 @@ def run_cell(cell_dir: str | Path) -> CellSpec:
             out_dir=spec.cell_dir,
             init_checkpoint=spec.checkpoint_dir,
             resume=True,
+            printer=printer,
         )
     else:
         from genbench_tasks.evaluation.run import evaluate_checkpoint
 
-        evaluate_checkpoint(
+        result = evaluate_checkpoint(
             checkpoint_dir=spec.checkpoint_dir,
             data_dir=spec.data_dir,
             seed=spec.seed,
@@ -130,34 +139,26 @@ def run_cell(cell_dir: str | Path) -> CellSpec:
         )
     mark_done(spec, time.time() - started)
     log.info("cell %s done in %.1fs", spec.key, time.time() - started)
-    return spec
+    return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m genbench_tasks.pipeline.cells",
-        description="Compute one pipeline cell (SFT, PPO or evaluation) described by CELL_DIR/cell.json.",
+def worker_entrypoint(cell_dir: str | Path) -> str:
+    """The Ray job entrypoint that computes the cell in ``cell_dir`` (the one worker entry point)."""
+    return f"python -m genbench_tasks.cli worker run {shlex.quote(str(cell_dir))}"
+
+
+def verl_job(profile: Profile, cell: CellSpec, **kwargs) -> VerlJob:
+    """The production verl job for a train cell: data from ``cell.data_dir``, init model ``cell.checkpoint_dir``
+    (the SFT output), outputs in ``cell.cell_dir`` (``kwargs`` go to :func:`genbench_tasks.verl.build_job_spec`)."""
+    if not cell.verl_version:
+        raise GenbenchError(f"cell {cell.key} has no verl version")
+    train, val = data_files(profile, cell.data_dir)
+    run = VerlRun(
+        verl_version=cell.verl_version,
+        seed=cell.seed,
+        train_files=train,
+        val_files=val,
+        output_dir=cell.cell_dir,
+        model_path=cell.checkpoint_dir,
     )
-    parser.add_argument("command", choices=["run"], help="run the cell (skips if already complete)")
-    parser.add_argument("cell_dir", help="directory holding cell.json")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="accepted for Ray retries; cells always resume from their own state",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
-    from genbench_tasks.errors import GenbenchError
-
-    try:
-        run_cell(args.cell_dir)
-    except GenbenchError as exc:
-        print(f"genbench: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return build_job_spec(profile, run, **kwargs)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.labels import SFT, TRL_PPO
-from genbench_tasks.pipeline.cells import CellSpec, cell_key, write_spec
+from genbench_tasks.pipeline.cells import CellSpec, cell_key, verl_job, worker_entrypoint, write_spec
 from genbench_tasks.profiles import DEFAULT_PROFILE
 from genbench_tasks.provenance import code_version
 
@@ -194,7 +194,7 @@ def validate_data(plan: RunPlan) -> dict:
 
 def check_verl_config(plan: RunPlan, version: str) -> dict:
     """Compose the profile's verl overrides against that version's own Hydra config, before any job runs."""
-    from genbench_tasks.training.verl_config import check_config
+    from genbench_tasks.verl import check_config
 
     result = check_config(plan.load_profile(), version)
     return result if isinstance(result, dict) else {"version": version, "ok": True}
@@ -273,11 +273,9 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
     version = cell.verl_version or plan.baseline_version
     image = profile.cluster.worker_image.format(verl_version=version) if production else None
     if cell.kind == "train" and production and cell.label != TRL_PPO:
-        from genbench_tasks.training.verl_launcher import build_job
-
-        entrypoint = build_job(profile, cell).entrypoint
+        entrypoint = verl_job(profile, cell).entrypoint
     else:
-        entrypoint = f"python -m genbench_tasks.pipeline.cells run {cell.cell_dir}"
+        entrypoint = worker_entrypoint(cell.cell_dir)
     # Production: one image per verl version. Embedded: a pip runtime_env installs the wheel (--no-deps) on top
     # of the base env; Ray copies the whole venv for it (~2 GB, ~1 min), so the installed release is used as is
     # (the trainer still checks that the verl it imports is the version asked for).

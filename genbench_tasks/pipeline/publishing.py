@@ -48,15 +48,19 @@ def publish_from_airflow(plan: RunPlan) -> dict:
     from airflow.sdk import Variable
 
     from genbench_tasks.publish.s3 import S3Store, publish_run
-    from genbench_tasks.report import load_run, render_run_report
+    from genbench_tasks.report import RunPages
 
     status = run_status(plan.rundir)
     mark_finished(plan, status)
     render_data_docs(plan)
-    local_report = Path(plan.rundir) / "report.html"  # publish renders its own; this is the local copy
-    local_report.write_text(render_run_report(load_run(Path(plan.rundir))))
+    pages = RunPages.load(plan.rundir)  # rendered once: the local copy is the published report
+    local_report = Path(plan.rundir) / "report.html"
+    local_report.write_text(pages.run_report())
     result = publish_run(
-        plan.rundir, Variable.get(settings.VAR_REPORT_URI), store=S3Store.from_airflow(settings.CONN_S3)
+        plan.rundir,
+        Variable.get(settings.VAR_REPORT_URI),
+        pages,
+        store=S3Store.from_airflow(settings.CONN_S3),
     )
     record = {**result.model_dump(), "status": status, "local_report": str(local_report)}
     (Path(plan.rundir) / RESULT_NAME).write_text(json.dumps(record, indent=2))

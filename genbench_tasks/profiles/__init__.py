@@ -8,7 +8,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from genbench_tasks.data.sources import CustomDataset
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 
@@ -19,6 +18,17 @@ PROFILE_ALIASES = {"local": DEFAULT_PROFILE}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class CustomDataset(_Strict):
+    """Point a family's scorer at your own rows. `field_map` maps Example fields to your column names."""
+
+    name: str
+    family: str  # whose scorer, prompt format and role apply
+    uri: str  # path, s3://bucket/key, or hf://<dataset name>[:<split>]
+    split: str = "test"
+    field_map: dict[str, str] = {"prompt": "prompt", "reference": "reference", "ground_truth": "ground_truth"}
+    limit: int | None = None
 
 
 class SplitSizes(_Strict):
@@ -126,12 +136,6 @@ class Profile(_Strict):
     def config_hash(self) -> str:
         """Stable hash of the resolved profile (used in cache keys and manifests)."""
         return content_key(self.model_dump(mode="json"))
-
-    @property
-    def training_families(self) -> list[str]:
-        from genbench_tasks.families import get_family
-
-        return [f for f in self.data.families if get_family(f).role == "train"]
 
 
 def available_profiles() -> list[str]:

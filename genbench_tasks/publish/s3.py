@@ -15,7 +15,8 @@ returns no checksum, the object is read back and hashed. The full-file sha256 go
 and the object's ``x-amz-meta-sha256`` (re-publishing skips unchanged objects). No ACL is ever set: objects
 stay private (bucket-owner only); share with :func:`presign`.
 
-One code path over a boto3 S3 client, which comes from plain boto3 (CLI) or the Airflow amazon provider's
+Publishing renders nothing: the pages come rendered from the report layer (:class:`Pages`, e.g.
+``genbench_tasks.report.RunPages``), publish uploads them. One code path over a boto3 S3 client, which comes from plain boto3 (CLI) or the Airflow amazon provider's
 ``S3Hook(aws_conn_id=...).get_conn()``. boto3/botocore/airflow are imported lazily.
 """
 
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -468,9 +469,20 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class Pages(Protocol):
+    """What publish uploads beside RUNDIR's files, rendered by the report layer (``report.RunPages``)."""
+
+    run: Any  # the run's report data (report.RunData): key, id, date, status, summary
+
+    def run_report(self, base_href: str | None = None) -> str: ...
+
+    def history(self, entries: list[Any]) -> str: ...
+
+
 def publish_run(
     rundir: str | Path,
     uri: str,
+    pages: Pages,
     *,
     store: S3Store | None = None,
     endpoint_url: str | None = None,
@@ -480,21 +492,21 @@ def publish_run(
     presign_expires: int | None = MAX_PRESIGN_SECONDS,
     on_object: Callable[[str], None] | None = None,
 ) -> PublishResult:
-    """Publish RUNDIR under ``uri`` (``s3://bucket/prefix``); see the module docstring for layout and order.
+    """Publish RUNDIR under ``uri`` (``s3://bucket/prefix``) with its rendered ``pages``; see the module
+    docstring for layout and order.
 
     ``verify="readback"`` re-downloads every object instead of trusting S3's checksum. ``on_object`` is
     called with each relative key after it is stored and verified (progress, tests).
     """
     from genbench_tasks.evaluation.history import HISTORY_DIR, RUN_HISTORY_NAME
-    from genbench_tasks.report import index_entry, load_run, render_history, render_run_report
-    from genbench_tasks.report.data import IndexEntry
+    from genbench_tasks.report.data import IndexEntry, index_entry
 
     t0 = time.monotonic()
     dest = S3Uri.parse(uri)
     root = Path(rundir)
     if not root.is_dir():
         raise GenbenchError(f"run directory not found: {root}")
-    run = load_run(root)
+    run = pages.run
     if not run.date:
         raise GenbenchError(f"{root}/manifest.json has no date")
     store = store or S3Store.from_boto3(endpoint_url)
@@ -505,8 +517,8 @@ def publish_run(
     published_at = _now()
     log.info("publishing %s -> %s", root, run_prefix)
 
-    # 1. the immutable run prefix: every file, then report.html (rendered now), each verified
-    report_html = render_run_report(run).encode()
+    # 1. the immutable run prefix: every file, then report.html, each verified
+    report_html = pages.run_report().encode()
     files = _rundir_files(root)
     existing = store.list_keys(bucket, run_prefix.key + "/")  # head only keys that may be unchanged
 
@@ -587,7 +599,7 @@ def publish_run(
     latest_uri = None
     if newest.run_key == run.run_key:
         latest = dest.join("latest")
-        latest_html = render_run_report(run, base_href=f"../runs/{run.run_key}/").encode()
+        latest_html = pages.run_report(base_href=f"../runs/{run.run_key}/").encode()
         _put_verified(store, bucket, latest, "report.html", latest_html, verify, cache_control=NO_CACHE)
         if run.summary_raw is not None:
             summary_bytes = (root / "summary.json").read_bytes()
@@ -612,7 +624,7 @@ def publish_run(
     else:
         log.info("latest/ stays on %s (newer than %s)", newest.run_key, run.run_key)
     shown = sorted(runs, key=IndexEntry.order_key)[-history_limit:]
-    history = render_history(shown).encode()
+    history = pages.history(shown).encode()
     _put_verified(store, bucket, dest, "index.html", history, verify, cache_control=NO_CACHE)
 
     report_uri = run_prefix.join("report.html")
@@ -775,5 +787,6 @@ __all__ = [
     "content_type_for",
     "file_digests",
     "presign",
+    "Pages",
     "publish_run",
 ]

@@ -2,6 +2,15 @@
 
 from genbench_tasks.report.data import IndexEntry, RunData, index_entry, load_run
 from genbench_tasks.report.history import render_history
+from genbench_tasks.report.pages import RunPages
 from genbench_tasks.report.run import render_run_report
 
-__all__ = ["IndexEntry", "RunData", "index_entry", "load_run", "render_history", "render_run_report"]
+__all__ = [
+    "IndexEntry",
+    "RunData",
+    "RunPages",
+    "index_entry",
+    "load_run",
+    "render_history",
+    "render_run_report",
+]

@@ -66,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from genbench_tasks.errors import GenbenchError
+from genbench_tasks.families.base import Role
 from genbench_tasks.labels import label_key
 
 __all__ = [
@@ -97,7 +98,6 @@ __all__ = [
 
 Verdict = Literal["regression", "improvement", "no change", "insufficient data"]
 StabilityVerdict = Literal["variance increase", "no change", "insufficient data"]
-Role = Literal["train", "heldout"]
 
 #: Smallest absolute difference worth flagging, per metric (success/consistency/pass@k are fractions in
 #: [0, 1], BLEU is in points 0-100, reward in the task's reward units).

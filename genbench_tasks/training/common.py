@@ -89,6 +89,7 @@ def load_rl_rows(data_dir: str | Path, family: str, split: str) -> list[RLRow]:
 def training_families(profile, data_dir: str | Path) -> list[str]:
     """Training-role families of the profile that have a train split in `data_dir`."""
     from genbench_tasks.data.build import load_manifest
+    from genbench_tasks.families import training_families as train_role
 
     manifest = load_manifest(data_dir)
     names = [
@@ -96,7 +97,7 @@ def training_families(profile, data_dir: str | Path) -> list[str]:
         for e in manifest.datasets
         if e.format == "rl" and e.split == "train" and e.role == "train" and e.rows > 0
     ]
-    families = [f for f in profile.training_families if f in names]
+    families = [f for f in train_role(profile.data.families) if f in names]
     if not families:
         raise GenbenchError(f"{data_dir}: no training family with a train split")
     return families

@@ -39,7 +39,7 @@ VERSIONED_PACKAGES = (
 
 
 class TrainResult(BaseModel):
-    """Summary of one PPO run (returned by every backend's `train_run`, printed by `training.run`)."""
+    """Summary of one PPO run (returned by every backend's `train_run`, printed by `genbench worker run` and `genbench train`)."""
 
     run_dir: str
     checkpoint: str

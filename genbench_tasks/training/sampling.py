@@ -1,11 +1,20 @@
-"""Torch-only helpers shared by SFT and PPO: chat encoding, padding, seeded sampling with a KV cache,
-and per-token log-probs/entropy of a response given its prompt. No verl import here."""
+"""Torch-only helpers shared by SFT and PPO: chat encoding, rollouts through genbench's one seeded decoder
+(:mod:`genbench_tasks.modeling.decoding`), the logits of a response given its prompt. No verl import here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
+
+from genbench_tasks.modeling.decoding import left_pad, position_ids, sample_rows
+
+__all__ = [
+    "decode_responses",
+    "encode_chat",
+    "left_pad",
+    "position_ids",
+    "response_logits",
+    "sample_responses",
+]
 
 
 def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
@@ -13,32 +22,6 @@ def encode_chat(tokenizer, messages: list[dict[str, str]]) -> list[int]:
     enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     ids = enc["input_ids"] if hasattr(enc, "keys") else enc
     return [int(i) for i in ids]
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with sequences right-aligned (verl's prompt layout)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        if seq:
-            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq) :] = 1
-    return ids, mask
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def _filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    if top_p >= 1.0:
-        return logits
-    sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
-    cum = sorted_logits.softmax(-1).cumsum(-1)
-    remove = cum - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
-    sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-    return torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
 
 
 @torch.no_grad()
@@ -54,42 +37,31 @@ def sample_responses(
     temperature: float = 1.0,
     top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample up to `max_new_tokens` per row (greedy when temperature == 0) from left-padded prompts.
+    """Sample up to `max_new_tokens` per row (greedy when temperature == 0) from left-padded prompts: one seed
+    per row drawn from `generator`, decoded by :func:`genbench_tasks.modeling.decoding.sample_rows`.
 
     Returns (responses, response_mask), both (B, max_new_tokens): tokens after the first EOS are `pad_id`
     with mask 0; the EOS itself has mask 1 (verl's response_mask convention).
     """
     batch = prompt_ids.shape[0]
-    attn = prompt_mask.clone()
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=position_ids(attn), use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
-    next_pos = position_ids(attn)[:, -1:] + 1
+    prompts = [row[m.bool()].tolist() for row, m in zip(prompt_ids, prompt_mask, strict=True)]
+    seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
+    rows = sample_rows(
+        model,
+        prompts,
+        seeds,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        eos_ids={eos_id},
+        pad_id=pad_id,
+        device=prompt_ids.device,
+    )
     responses = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long)
     mask = torch.zeros((batch, max_new_tokens), dtype=torch.long)
-    alive = torch.ones(batch, dtype=torch.bool)
-    for t in range(max_new_tokens):
-        logits = logits.float()
-        if temperature <= 0:
-            token = logits.argmax(-1)
-        else:
-            probs = _filter_top_p(logits / temperature, top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        token = torch.where(alive, token, torch.full_like(token, pad_id))
-        responses[:, t] = token
-        mask[:, t] = alive.long()
-        alive = alive & (token != eos_id)
-        if not bool(alive.any()) or t == max_new_tokens - 1:
-            break
-        attn = torch.cat([attn, torch.ones((batch, 1), dtype=attn.dtype)], dim=1)
-        out = model(
-            input_ids=token[:, None],
-            attention_mask=attn,
-            position_ids=next_pos,
-            past_key_values=past,
-            use_cache=True,
-        )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
-        next_pos = next_pos + 1
+    for i, (tokens, _, _) in enumerate(rows):
+        responses[i, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[i, : len(tokens)] = 1
     return responses, mask
 
 

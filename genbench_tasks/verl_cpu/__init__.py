@@ -87,7 +87,7 @@ def check_release(
 ) -> list[dict]:
     """:func:`check` against ``verl==version`` from its wheel (unzipped once into the genbench cache), in a
     subprocess. Raises :class:`VerlCPULayerError` naming the first patch that does not apply."""
-    from genbench_tasks.training.verl_config import ensure_verl_release
+    from genbench_tasks.verl import ensure_verl_release
 
     family(version)  # unsupported family: fail before fetching anything
     release = ensure_verl_release(version, cache_dir)

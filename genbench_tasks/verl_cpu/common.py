@@ -170,7 +170,7 @@ def cpu_overrides() -> list[str]:
     sdpa attention, fp32 compute (bf16 autocast on CPU is slow and lossy for small models), the hf rollout,
     in-process data loading, one agent-loop/reward worker, one TransferQueue storage unit, and full
     determinism in the FSDP engines."""
-    from genbench_tasks.training.verl_config import override
+    from genbench_tasks.verl import override
 
     fp32 = [
         f"+{section}.mixed_precision.{kind}_dtype=fp32"

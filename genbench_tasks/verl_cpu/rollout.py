@@ -7,7 +7,7 @@ adapter* inside each actor worker (``_ROLLOUT_REGISTRY``) that pushes the traine
 
 * :class:`HFRolloutServer` (one Ray actor per replica, named ``hf_server_<replica>_0``): loads the model
   from ``actor_rollout_ref.model.path`` and samples with genbench's seeded decoder
-  (:func:`genbench_tasks.evaluation.generation.sample_rows`), one request at a time, so a response depends
+  (:func:`genbench_tasks.modeling.decoding.sample_rows`), one request at a time, so a response depends
   only on the weights and its seed: ``row_seed(rollout seed, "<step>:<prompt hash>", k)`` for the k-th
   request of that prompt in that step. Returns the response ids (EOS included, as vLLM does) and their
   log-probs. Sleep/wake/abort/cache calls are no-ops (nothing to free on CPU).
@@ -55,7 +55,7 @@ class HFRolloutServer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from genbench_tasks.evaluation.generation import _eos_ids
+        from genbench_tasks.modeling.decoding import eos_ids
 
         self.config = config
         self.replica_rank = replica_rank
@@ -66,7 +66,7 @@ class HFRolloutServer:
         )
         self.model.eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        self.eos_ids = _eos_ids(self.model.config, getattr(self.model, "generation_config", None), tokenizer)
+        self.eos_ids = eos_ids(self.model.config, getattr(self.model, "generation_config", None), tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self.global_steps: int | None = None
@@ -89,7 +89,7 @@ class HFRolloutServer:
     ):
         import torch
 
-        from genbench_tasks.evaluation.generation import row_seed, sample_rows
+        from genbench_tasks.modeling.decoding import row_seed, sample_rows
 
         if image_data is not None or video_data is not None or audio_data is not None:
             raise NotImplementedError("rollout.name=hf is text-only")

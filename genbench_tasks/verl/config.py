@@ -126,6 +126,32 @@ class VersionRules(BaseModel):
     reserved_env_vars: frozenset[str]
 
 
+#: Env vars verl's ``get_ppo_ray_runtime_env`` / ``run_ppo`` put into ``ray.init``'s runtime_env, by the
+#: release that started setting them. A job-level runtime_env setting one too makes Ray fail on the duplicate.
+_RESERVED_ENV_VARS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("0.6.0", frozenset({"TRANSFER_QUEUE_ENABLE"})),  # added when transfer_queue.enable
+    (
+        "0.9.0",
+        frozenset(
+            {
+                "VERL_FULL_DETERMINISM",
+                "VLLM_BATCH_INVARIANT",
+                "VERL_RL_INSIGHT_ENABLE",
+                # forwarded whenever set in the driver's environment (so a job-level value always collides)
+                "PYTHONHASHSEED",
+                "CUBLAS_WORKSPACE_CONFIG",
+                "FLASH_ATTENTION_DETERMINISTIC",
+                "NCCL_DETERMINISTIC",
+                "NCCL_ALGO",
+            }
+        ),
+    ),
+    ("0.9.1", frozenset({"NVTX_INJECTION64_PATH"})),  # with global_profiler.tool=torch
+)
+#: Every env var some supported verl release owns (for checks that do not know the job's version).
+VERL_OWNED_ENV_VARS: frozenset[str] = frozenset().union(*(names for _, names in _RESERVED_ENV_VARS))
+
+
 def rules_for(version: str) -> VersionRules:
     """The per-version rules (see docs/verl-versions.md for where each boundary comes from)."""
     v = parse_version(version)
@@ -140,21 +166,7 @@ def rules_for(version: str) -> VersionRules:
         ]
     if v >= _V("0.9.0"):
         seed_keys.append("actor_rollout_ref.rollout.seed")  # vLLM seed (replica_rank + seed)
-    reserved = {"TRANSFER_QUEUE_ENABLE"}  # added when transfer_queue.enable (every supported version)
-    if v >= _V("0.9.0"):
-        reserved |= {
-            "VERL_FULL_DETERMINISM",
-            "VLLM_BATCH_INVARIANT",
-            "VERL_RL_INSIGHT_ENABLE",
-            # forwarded whenever set in the driver's environment (so a job-level value always collides)
-            "PYTHONHASHSEED",
-            "CUBLAS_WORKSPACE_CONFIG",
-            "FLASH_ATTENTION_DETERMINISTIC",
-            "NCCL_DETERMINISTIC",
-            "NCCL_ALGO",
-        }
-    if v >= _V("0.9.1"):
-        reserved.add("NVTX_INJECTION64_PATH")  # with global_profiler.tool=torch
+    reserved = frozenset().union(*(names for since, names in _RESERVED_ENV_VARS if v >= _V(since)))
     if v >= _V("0.9.0"):
         legacy: Literal["native", "migrated", "ignored"] = "ignored"
     elif v >= _V("0.7.1"):
@@ -814,20 +826,3 @@ def summarize(cfg: DictConfig, version: str) -> dict[str, Any]:
     out["train_files"] = len(_sel(cfg, "data.train_files") or [])
     out["val_files"] = len(_sel(cfg, "data.val_files") or [])
     return out
-
-
-def check_config(
-    profile: Any,
-    version: str,
-    run: Any = None,
-    *,
-    native: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Check a profile's overrides for one verl version (placeholder paths unless ``run`` is given).
-
-    Returns a small JSON-able dict (``VerlConfigReport.short()``); raises :class:`VerlConfigError`.
-    """
-    from genbench_tasks.training.verl_launcher import validate_run
-
-    return validate_run(profile, run, version=version, native=native, cache_dir=cache_dir).short()

@@ -1,28 +1,27 @@
-"""Launch ``verl.trainer.main_ppo`` (PPO + GAE with a critic, FSDP, vLLM rollouts) as a Ray job (GPU-only).
+"""One ``verl.trainer.main_ppo`` run (PPO + GAE with a critic, FSDP, vLLM rollouts) as a Ray job (GPU-only).
 
 * :func:`build_overrides`: the Hydra override list for one (profile, verl version, seed, data, output dir),
-  with every key placed where *that* verl release reads it (see :mod:`.verl_config` and
-  docs/verl-versions.md).
-* :func:`validate_run`: compose those overrides against the release's own config and check them.
+  with every key placed where *that* verl release reads it (see :mod:`.config` and docs/verl-versions.md).
+* :func:`validate_run` / :func:`check_config`: compose those overrides against the release's own config.
 * :func:`merge_argv`: verl's FSDP -> HF model merger command.
-* :func:`build_job_spec` / :func:`build_job`: entrypoint + runtime_env (``image_uri``) for the Ray launcher.
+* :func:`build_job_spec`: entrypoint + runtime_env (``image_uri``) for the Ray launcher.
 
 Output layout (``output_dir`` must be on storage shared by all nodes): ``state/`` = verl's FSDP checkpoints
 (``trainer.default_local_dir``, resumed with ``trainer.resume_mode=auto``), ``checkpoint/`` = the merged
 HF model, ``data/`` = S3 inputs staged for verl (it reads local/HDFS paths only).
 
-``python -m genbench_tasks.training.verl_launcher {preflight,finish}`` are the job's own first and last steps.
+The job's own first and last steps are ``genbench worker verl-preflight`` / ``verl-finish`` (:func:`preflight`,
+:func:`check_merged_model`), run by the one worker entry point (``genbench_tasks.cli.worker``).
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import importlib.util
 import json
 import logging
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.training.verl_config import (
+from genbench_tasks.families import training_families
+from genbench_tasks.verl.config import (
     REWARD_FUNCTION,
     REWARD_MODULE,
     VerlConfigError,
@@ -51,6 +51,8 @@ MODEL_SUBDIR = "checkpoint"  # merged HF model (what evaluation loads)
 DATA_SUBDIR = "data"  # staged S3 inputs
 LAUNCH_RECORD = "verl_launch.json"
 PLACEHOLDER_ROOT = "/genbench-placeholder"
+#: The worker entry point the job's first and last steps run through (genbench_tasks.cli.worker).
+WORKER = "python -m genbench_tasks.cli worker"
 _RUNTIME_REWARD_PATH = (
     '"$(python -c \'import importlib.util as u; print(u.find_spec("' + REWARD_MODULE + '").origin)\')"'
 )
@@ -219,7 +221,7 @@ def policy_expectations(run: VerlRun) -> dict[str, Any]:
 def data_files(profile: Any, data_dir: str) -> tuple[list[str], list[str]]:
     """Train/val parquet of the profile's training families (``rl/<family>/<split>.parquet``; the data
     directory's datasets.json wins when it is readable from here)."""
-    families = profile.training_families
+    families = training_families(profile.data.families)
     manifest = Path(data_dir) / "datasets.json"
     if "://" not in data_dir and manifest.is_file():
         entries = json.loads(manifest.read_text())["datasets"]
@@ -297,6 +299,21 @@ def validate_run(
     return report
 
 
+def check_config(
+    profile: Any,
+    version: str,
+    run: VerlRun | None = None,
+    *,
+    native: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Check a profile's overrides for one verl version (placeholder paths unless ``run`` is given).
+
+    Returns a small JSON-able dict (``VerlConfigReport.short()``); raises :class:`VerlConfigError`.
+    """
+    return validate_run(profile, run, version=version, native=native, cache_dir=cache_dir).short()
+
+
 # --------------------------------------------------------------------------------------- job pieces
 
 
@@ -348,7 +365,6 @@ class VerlJob(BaseModel):
 
 def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]) -> str:
     rules = rules_for(run.verl_version)
-    module = "python -m genbench_tasks.training.verl_launcher"
     stage = "".join(f" --stage {shlex.quote(src)} {shlex.quote(dst)}" for src, dst in run.stage_pairs())
     local = [
         run.staged(u) for u in [*run.train_files, *run.val_files] if not u.startswith(("s3://", "hdfs://"))
@@ -357,7 +373,7 @@ def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]
         local.append(run.model_path)
     require = "".join(f" --require {shlex.quote(path)}" for path in local)
     preflight = (
-        f"{module} preflight --verl-version {run.verl_version} --output-dir {shlex.quote(run.output_dir)}"
+        f"{WORKER} verl-preflight --verl-version {run.verl_version} --output-dir {shlex.quote(run.output_dir)}"
         f"{stage}{require}"
     )
     runtime_reward = not rules.reward_pkg_path and not run.reward_path
@@ -370,7 +386,7 @@ def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]
             args.append(shlex.quote(item))
     latest = shlex.quote(f"{run.state_dir}/latest_checkpointed_iteration.txt")
     train = f'{{ [ "$(cat {latest} 2>/dev/null)" = "{steps}" ] || python -m verl.trainer.main_ppo {" ".join(args)}; }}'
-    finish = f"{module} finish --output-dir {shlex.quote(run.output_dir)}"
+    finish = f"{WORKER} verl-finish --output-dir {shlex.quote(run.output_dir)}"
     return " && ".join([preflight, train, shlex.join(merge), finish])
 
 
@@ -417,23 +433,6 @@ def build_job_spec(
         image_uri=image,
         requirements=[f"verl[vllm]=={run.verl_version}", "genbench"],
     )
-
-
-def build_job(profile: Any, cell: Any, **kwargs: Any) -> VerlJob:
-    """:func:`build_job_spec` for a pipeline train cell (``genbench_tasks.pipeline.cells.CellSpec``):
-    data from ``cell.data_dir``, init model ``cell.checkpoint_dir`` (the SFT output), outputs in ``cell.cell_dir``."""
-    if not cell.verl_version:
-        raise GenbenchError(f"cell {cell.key} has no verl version")
-    train, val = data_files(profile, cell.data_dir)
-    run = VerlRun(
-        verl_version=cell.verl_version,
-        seed=cell.seed,
-        train_files=train,
-        val_files=val,
-        output_dir=cell.cell_dir,
-        model_path=cell.checkpoint_dir,
-    )
-    return build_job_spec(profile, run, **kwargs)
 
 
 # --------------------------------------------------------------------- the job's own steps (on the cluster)
@@ -486,47 +485,11 @@ def _stage_s3(src: str, dst: str) -> None:
     tmp.replace(target)
 
 
-def finish(output_dir: str) -> Path:
-    """Last step: the merged HF model exists; mark the pipeline cell done when ``output_dir`` is one."""
+def check_merged_model(output_dir: str) -> tuple[Path, float]:
+    """Last step: the merged HF model exists. Returns it and when the job started (its launch record)."""
     model_dir = Path(output_dir) / MODEL_SUBDIR
     if not (model_dir / "config.json").is_file():
         raise GenbenchError(f"no merged HF model in {model_dir} (verl.model_merger failed?)")
-    if (Path(output_dir) / "cell.json").is_file():
-        from genbench_tasks.pipeline.cells import mark_done, read_spec
-
-        record = Path(output_dir) / LAUNCH_RECORD
-        started = json.loads(record.read_text())["started"] if record.is_file() else time.time()
-        mark_done(read_spec(output_dir), time.time() - started)
-    return model_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m genbench_tasks.training.verl_launcher",
-        description="First and last steps of a genbench verl training job (run inside the worker image).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    pre = sub.add_parser("preflight", help="check the image (verl/vLLM/reward) and stage S3 inputs")
-    pre.add_argument("--verl-version", required=True)
-    pre.add_argument("--output-dir", required=True)
-    pre.add_argument("--stage", action="append", nargs=2, default=[], metavar=("S3_URI", "PATH"))
-    pre.add_argument("--require", action="append", default=[], metavar="PATH", help="must exist")
-    fin = sub.add_parser("finish", help="verify the merged model and mark the cell done")
-    fin.add_argument("--output-dir", required=True)
-    fin.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # appended on Ray retries
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command == "preflight":
-            pairs = [(src, dst) for src, dst in args.stage]
-            print(json.dumps(preflight(args.verl_version, args.output_dir, pairs, args.require)))
-        else:
-            print(finish(args.output_dir))
-    except GenbenchError as exc:
-        print(f"genbench: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    record = Path(output_dir) / LAUNCH_RECORD
+    started = json.loads(record.read_text())["started"] if record.is_file() else time.time()
+    return model_dir, started
