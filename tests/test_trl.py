@@ -289,15 +289,15 @@ def test_resume_keeps_a_complete_run_and_the_module_entry_point(runs, ws, sft):
 
 @pytest.mark.slow
 def test_checkpoint_evaluates_with_genbench_eval(runs, ws, tmp_path):
+    from genbench_tasks.artifacts.evaluation import EvalMetrics
     from genbench_tasks.cli import main
-    from genbench_tasks.evaluation.run import MetricsFile
 
     result, _ = runs("a", 0)
     out = tmp_path / "eval" / "trl-ppo" / "seed=0"
     argv = ["eval", "--checkpoint", result.checkpoint, "--data", str(ws["data"]), "--seed", "0"]
     argv += ["--out", str(out), "--max-prompts", "2", "-k", "1", "--max-new-tokens", "16"]
     assert main(argv) == 0
-    metrics = MetricsFile.model_validate_json((out / "metrics.json").read_text())
+    metrics = EvalMetrics.model_validate_json((out / "metrics.json").read_text())
     assert metrics.model_label == "trl-ppo" and metrics.seed == 0
     assert set(metrics.families) == {"rewriting", "reasoning", "code_generation"}
     for fam in metrics.families.values():

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["train", "heldout"]
-MetricName = Literal["success", "bleu", "consistency", "reward", "pass_at_k"]
+#: Names of the metric registry (genbench_tasks.artifacts.metrics) a family can compute.
+MetricName = Literal["success_rate", "bleu", "consistency", "reward_mean", "pass@k"]
 
 
 class Example(BaseModel):

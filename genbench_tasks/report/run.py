@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genbench_tasks.artifacts.layout import (
+    COMPARISON,
+    PUBLISHED,
+    RUN_HISTORY,
+    RUN_MANIFEST,
+    SUMMARY,
+    VERDICTS,
+)
 from genbench_tasks.labels import display_name, label_key, sort_labels
 from genbench_tasks.report.data import (
     ComparisonView,
@@ -26,25 +34,30 @@ def _header(run: RunData, history_href: str | None) -> str:
         ("status", badge(run.status)),
         ("date", e(run.date)),
         ("run id", e(run.run_id)),
-        ("profile", e(m.get("profile") or "–")),
-        ("verl", e(", ".join(str(v) for v in m.get("verl_versions") or []) or "–")),
-        ("baseline", e(m.get("baseline_version") or "–")),
-        ("seeds", e(", ".join(str(s) for s in m.get("seeds") or []) or "–")),
+        ("profile", e(m.profile or "–")),
+        ("verl", e(", ".join(m.verl_versions) or "–")),
+        ("baseline", e(m.baseline_version or "–")),
+        ("seeds", e(", ".join(str(s) for s in m.seeds) or "–")),
         ("data validation", badge(run.validation.status)),
     ]
-    for key in ("code_version", "data_hash", "profile_hash"):
-        if m.get(key):
-            meta.append((key.replace("_", " "), f"<code>{e(str(m[key])[:16])}</code>"))
-    links = [("manifest.json", "manifest.json")]
-    if run.summary_raw is not None:
-        links.append(("summary.json", "summary.json"))
+    for key, value in (
+        ("code_version", m.code_version),
+        ("data_hash", m.data_hash),
+        ("profile_hash", m.profile_hash),
+    ):
+        if value:
+            meta.append((key.replace("_", " "), f"<code>{e(value[:16])}</code>"))
+    layout = run.layout
+    links = [(RUN_MANIFEST, RUN_MANIFEST)]
+    if run.study is not None:
+        links.append((SUMMARY, SUMMARY))
     if run.verdicts is not None:
-        links.append(("verdicts.json", "verdicts.json"))
-    if (run.root / "history.jsonl").is_file():
-        links.append(("history rows", "history.jsonl"))
-    if (run.root / "comparison.json").is_file():
-        links.append(("comparison.json", "comparison.json"))
-    links.append(("published objects", "published.json"))
+        links.append((VERDICTS, VERDICTS))
+    if layout.history_rows.is_file():
+        links.append(("history rows", RUN_HISTORY))
+    if layout.comparison.is_file():
+        links.append((COMPARISON, COMPARISON))
+    links.append(("published objects", PUBLISHED))
     if history_href:
         links.insert(0, ("history of all runs", history_href))
     toc = [
@@ -73,7 +86,8 @@ def _header(run: RunData, history_href: str | None) -> str:
 
 def _warnings(run: RunData) -> str:
     items = list(run.summary.warnings) if run.summary else []
-    missing = run.manifest.get("missing_cells") or []
+    items += run.read_warnings
+    missing = run.manifest.missing_cells
     if missing:
         items.append(f"{len(missing)} cells missing (failed or not run): {', '.join(map(str, missing))}")
     if run.summary is None:
@@ -368,11 +382,8 @@ def _family(fam: FamilyView) -> str:
 
 def _baselines(run: RunData) -> str:
     """verl minus each of the study's baselines (SFT only, traditional PPO), per family and metric."""
-    from genbench_tasks.scoring.stats import BaselineDiff
-
     out = ['<h2 id="baselines">verl against the study\'s baselines</h2>']
-    raw = (run.summary_raw or {}).get("baseline_differences") or []
-    diffs = [BaselineDiff.model_validate(d) for d in raw]
+    diffs = run.study.baseline_differences if run.study else []
     if not diffs:
         return out[0] + '<p class="muted">No baseline rows in this run.</p>'
     out.append(
@@ -439,8 +450,7 @@ def _validation(run: RunData) -> str:
         out.append("<ul>" + "".join(f"<li>{e(d)}</li>" for d in v.details) + "</ul>")
     if run.datasets:
         rows = [
-            f'<tr><td class="l">{e(d.get("name") or d.get("family") or "?")}</td>'
-            f'<td class="l">{e(d.get("split", ""))}</td><td>{e(d.get("rows", ""))}</td></tr>'
+            f'<tr><td class="l">{e(d.name)}</td><td class="l">{e(d.split)}</td><td>{e(d.rows)}</td></tr>'
             for d in run.datasets
         ]
         out.append(table([("dataset", True), ("split", True), ("rows", False)], rows, "datasets"))
@@ -499,7 +509,7 @@ def render_run_report(
             _samples(run),
         ]
     )
-    stamp = run.manifest.get("finished") or run.manifest.get("updated") or ""
+    stamp = run.manifest.finished or run.manifest.updated or ""
     footer = f"Run {run.run_key}" + (f", last updated {stamp}" if stamp else "") + "."
     return page(f"genbench {run.run_key}", body, base_href=base_href, footer=footer)
 
