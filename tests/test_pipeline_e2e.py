@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from genbench_tasks.artifacts.comparison import ComparisonFile
+from genbench_tasks.artifacts.layout import COMPARISON, SUMMARY, VERDICTS, PublishedLayout
+from genbench_tasks.artifacts.summary import StudySummary
+from genbench_tasks.artifacts.verdicts import Detection
 from genbench_tasks.pipeline.embedded import airflow_environment, default_dags_folder, run_dag_once
 from tests.fixtures.small_profile import SMALL
 
@@ -83,14 +87,18 @@ def test_nightly_dag_end_to_end_then_cached(embedded):
         assert hashlib.sha256(body).hexdigest() == obj["sha256"], obj["key"]
     report = s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/report.html")["Body"].read().decode()
     assert "<svg" in report and "code_generation" in report and "0.9.1" in report
-    summary = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/summary.json")["Body"].read())
-    assert summary["labels"] == ["sft", "trl-ppo", "0.9.1"]  # the study's rows, in its order
-    diffs = {(d["version"], d["baseline"], d["family"], d["metric"]) for d in summary["baseline_differences"]}
+    summary = StudySummary.model_validate_json(
+        s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/{SUMMARY}")["Body"].read()
+    )
+    assert summary.labels == ["sft", "trl-ppo", "0.9.1"]  # the study's rows, in its order
+    diffs = {(d.version, d.baseline, d.family, d.metric) for d in summary.baseline_differences}
     assert ("0.9.1", "trl-ppo", "code_generation", "success_rate") in diffs
     assert ("0.9.1", "sft", "code_generation", "reward_mean") in diffs
     assert "verl against the study" in report and "traditional PPO (TRL)" in report
-    first = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/comparison.json")["Body"].read())
-    assert first["comparisons"] == []  # one version, no previous nightly: nothing to compare yet
+    first = ComparisonFile.model_validate_json(
+        s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}/{COMPARISON}")["Body"].read()
+    )
+    assert first.comparisons == []  # one version, no previous nightly: nothing to compare yet
 
     # Second run: a new DAG run, same inputs -> every cell cached, no Ray job submitted.
     assert run_dag_once(conf) == "success"
@@ -102,12 +110,11 @@ def test_nightly_dag_end_to_end_then_cached(embedded):
     # The second nightly's verdicts come from the history. Both runs are of the same night, so the later run
     # replaces the earlier one there: one night of history, too little to detect anything (no false alarm).
     second = next(r for r in index["runs"] if r["run_key"] != runs[0]["run_key"])
-    doc = json.loads(
-        s3.get_object(Bucket=BUCKET, Key=f"nightly/runs/{second['run_key']}/verdicts.json")["Body"].read()
-    )
-    assert {(v["version"], v["metric"]) for v in doc["verdicts"]} == {
+    key = "nightly/" + PublishedLayout.run_file(second["run_key"], VERDICTS)
+    doc = Detection.model_validate_json(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert {(v.version, v.metric) for v in doc.verdicts} == {
         ("0.9.1", m) for m in ("success_rate", "reward_mean")
     }
-    assert all(v["verdict"] == "insufficient data" and v["nights"] == 1 for v in doc["verdicts"])
+    assert all(v.verdict == "insufficient data" and v.nights == 1 for v in doc.verdicts)
     history = s3.list_objects_v2(Bucket=BUCKET, Prefix="nightly/history/")["Contents"]
     assert {o["Key"].rsplit("/", 1)[1] for o in history} == {f"{r['run_key']}.jsonl" for r in index["runs"]}

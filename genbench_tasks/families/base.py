@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["train", "heldout"]
+from genbench_tasks.artifacts.summary import Role
+
 #: Names of the metric registry (genbench_tasks.artifacts.metrics) a family can compute.
 MetricName = Literal["success_rate", "bleu", "consistency", "reward_mean", "pass@k"]
 
