@@ -161,10 +161,11 @@ def genbench_nightly():
 
     @task
     def aggregate(run: dict) -> str:
+        from genbench_tasks.artifacts.layout import RunLayout
         from genbench_tasks.evaluation.aggregate import aggregate
 
         aggregate(run["rundir"])
-        return f"{run['rundir']}/summary.json"
+        return str(RunLayout(run["rundir"]).summary)
 
     @task
     def detect_regressions(run: dict) -> dict:

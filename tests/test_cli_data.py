@@ -17,8 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from genbench_tasks.artifacts.io import read_model
+from genbench_tasks.artifacts.layout import RunLayout
+from genbench_tasks.artifacts.validation import ValidationReport
 from genbench_tasks.cli import main
-from genbench_tasks.data.build import MANIFEST_NAME, build_datasets
+from genbench_tasks.data.build import MANIFEST_NAME, build_datasets, load_manifest
 from genbench_tasks.hashing import file_sha256
 from genbench_tasks.profiles import load_profile
 
@@ -102,9 +105,9 @@ def test_build_with_validation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "validation: passed" in result.stdout
-    assert json.loads((out / "validation" / "validation_report.json").read_text())["success"] is True
+    assert read_model(RunLayout(out).validation_report, ValidationReport).success is True
     assert (out / "validation" / "html" / "index.html").is_file()
-    assert len(json.loads((out / MANIFEST_NAME).read_text())["datasets"]) == 6
+    assert len(load_manifest(out).datasets) == 6
 
 
 def test_build_no_validate_and_seed_override(tmp_path: Path) -> None:
@@ -114,7 +117,7 @@ def test_build_no_validate_and_seed_override(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "rewriting/train" in result.stdout and not (tmp_path / "a" / "validation").exists()
-    assert json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())["seed"] == 7
+    assert load_manifest(tmp_path / "a").seed == 7
 
 
 def test_build_unknown_profile(tmp_path: Path) -> None:

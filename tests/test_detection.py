@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from genbench_tasks.artifacts.io import read_model
+from genbench_tasks.artifacts.verdicts import Detection
 from genbench_tasks.cli import main
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.evaluation.history import (
@@ -294,14 +296,14 @@ def test_cli_detect_hand_written_file(tmp_path, capsys):
         main(["detect", "--history", str(path), "--metrics", "acc", "--baseline", "a", "--out", str(out)])
         == 0
     )
-    doc = json.loads(out.read_text())
-    by = {(v["version"], v["metric"]): v for v in doc["verdicts"]}
+    doc = read_model(out, Detection)
+    by = {(v.version, v.metric): v for v in doc.verdicts}
     assert set(by) == {("a", "acc"), ("b", "acc")}
     b = by[("b", "acc")]
-    assert b["verdict"] == "regression" and b["change_night"] == NIGHTS[14]
-    assert b["effect"]["low"] < -0.05 < b["effect"]["high"] and b["mde"] > 0
-    assert by[("a", "acc")]["change_night"] is None and by[("a", "acc")]["verdict"] == "no change"
-    assert doc["versus_baseline"][0]["since_night"] == NIGHTS[14]
+    assert b.verdict == "regression" and b.change_night == NIGHTS[14]
+    assert b.effect.low < -0.05 < b.effect.high and b.mde > 0
+    assert by[("a", "acc")].change_night is None and by[("a", "acc")].verdict == "no change"
+    assert doc.versus_baseline[0].since_night == NIGHTS[14]
     assert "regression  b mine/acc at 2026-11-15" in capsys.readouterr().out
 
 

@@ -9,6 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genbench_tasks.artifacts.comparison import ComparisonFile
+from genbench_tasks.artifacts.datasets import DatasetEntry, DatasetManifest
+from genbench_tasks.artifacts.evaluation import EvalManifest, EvalMetrics, FamilyMetrics, SampleLine
+from genbench_tasks.artifacts.io import read_jsonl, read_model, write_jsonl, write_model
+from genbench_tasks.artifacts.layout import CellDir, RunLayout
+from genbench_tasks.artifacts.metrics import BleuResult, RunMetrics
+from genbench_tasks.artifacts.summary import StudySummary
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import EvalSettings
 
@@ -249,10 +256,9 @@ def test_evaluate_checkpoint_is_seeded_cached_and_complete(ckpt, data_dir, gener
     assert a.manifest.families == families and not a.cached
     for fam in families:
         assert _read(out_a / f"samples.{fam}.jsonl") == _read(out_b / f"samples.{fam}.jsonl")
-        lines = [json.loads(x) for x in _read(out_a / f"samples.{fam}.jsonl").splitlines()]
+        lines = read_jsonl(out_a / f"samples.{fam}.jsonl", SampleLine)
         assert len(lines) == 2 * (2 if fam == "code_generation" else 3)
-        assert set(lines[0]) >= {"prompt_id", "sample_index", "text", "reward", "passed", "reason"}
-    assert json.loads(_read(out_a / "metrics.json")) == json.loads(_read(out_b / "metrics.json"))
+    assert read_model(out_a / "metrics.json", EvalMetrics) == read_model(out_b / "metrics.json", EvalMetrics)
     assert any(
         _read(out_a / f"samples.{fam}.jsonl") != _read(out_c / f"samples.{fam}.jsonl") for fam in families
     )
@@ -343,8 +349,8 @@ def test_humaneval_canonical_solutions_score_one(tmp_path):
     m = result.metrics.families["humaneval"].metrics
     assert m.n_prompts == 20 and m.n_samples == 40
     assert m.success_rate == 1.0 and m.reward_mean == 1.0 and m.pass_at_k == {1: 1.0, 2: 1.0}
-    lines = [json.loads(x) for x in (tmp_path / "out" / "samples.humaneval.jsonl").read_text().splitlines()]
-    assert all(x["passed"] and x["reason"].startswith("passed") for x in lines)
+    lines = read_jsonl(CellDir(tmp_path / "out").samples("humaneval"), SampleLine)
+    assert all(x.passed and x.reason.startswith("passed") for x in lines)
 
 
 # ------------------------------------------------------------------------------------------- aggregation
@@ -353,23 +359,21 @@ FAMS = {"rewriting": "train", "reasoning": "train", "code_generation": "heldout"
 
 def _write_datasets(rundir: Path) -> None:
     entries = [
-        {
-            "name": f"{f}/test",
-            "family": f,
-            "split": "test",
-            "role": role,
-            "format": "rl",
-            "data_source": f"genbench/{f}",
-            "path": f"rl/{f}/test.parquet",
-            "rows": 4,
-            "sha256": "0" * 64,
-        }
+        DatasetEntry(
+            name=f"{f}/test",
+            family=f,
+            split="test",
+            role=role,
+            format="rl",
+            data_source=f"genbench/{f}",
+            path=f"rl/{f}/test.parquet",
+            rows=4,
+            sha256="0" * 64,
+        )
         for f, role in FAMS.items()
     ]
-    (rundir / "data").mkdir(parents=True, exist_ok=True)
-    (rundir / "data" / "datasets.json").write_text(
-        json.dumps({"profile": "t", "seed": 1, "families": list(FAMS), "datasets": entries})
-    )
+    manifest = DatasetManifest(profile="t", seed=1, families=list(FAMS), datasets=entries)
+    write_model(RunLayout(rundir).dataset_manifest, manifest)
 
 
 def _metric_values(label: str, family: str, seed: int) -> dict[str, float]:
@@ -389,10 +393,23 @@ def _metric_values(label: str, family: str, seed: int) -> dict[str, float]:
 def _write_matrix(rundir: Path, cells: dict[str, list[int]], drop: set[tuple[str, int, str]] = frozenset()):
     for label, seeds in cells.items():
         for seed in seeds:
-            d = rundir / "eval" / label / f"seed={seed}"
-            d.mkdir(parents=True, exist_ok=True)
-            fams = {f: _metric_values(label, f, seed) for f in FAMS if (label, seed, f) not in drop}
-            (d / "metrics.json").write_text(json.dumps({"label": label, "seed": seed, "families": fams}))
+            cell = RunLayout(rundir).eval_cell(label, seed)
+            fams = {}
+            for f, role in FAMS.items():
+                if (label, seed, f) in drop:
+                    continue
+                v = _metric_values(label, f, seed)
+                metrics = RunMetrics(
+                    success_rate=v["success_rate"],
+                    bleu=BleuResult(score=v["bleu"], signature="test", n_segments=4),
+                    consistency=v["consistency"],
+                    reward_mean=v["reward_mean"],
+                    reward_std=v["reward_std"],
+                    n_prompts=4,
+                    n_samples=4,
+                )
+                fams[f] = FamilyMetrics(family=f, role=role, metrics=metrics, flat=metrics.flat())
+            write_model(cell.metrics, EvalMetrics(model_label=label, seed=seed, families=fams))
 
 
 def test_aggregate_synthetic_matrix_equals_hand_computation(tmp_path):
@@ -453,28 +470,24 @@ def test_aggregate_reports_missing_seeds_and_cells(tmp_path):
     assert row.n_runs == 1 and row.success_rate.std is None
     text = " | ".join(summary.warnings)
     assert "0.9.1: seed(s) 2, 3 missing; n=2 of 4" in text and "0.9.1/seed=1/code_generation" in text
-    assert json.loads((rd / "summary.json").read_text())["missing"]
+    assert read_model(RunLayout(rd).summary, StudySummary).missing
 
 
 def _write_samples(d: Path, family: str, passed: dict[str, list[bool]], k: int) -> None:
-    with open(d / f"samples.{family}.jsonl", "w") as fh:
-        for pid, flags in passed.items():
-            for j in range(k):
-                ok = flags[j]
-                fh.write(
-                    json.dumps(
-                        {
-                            "prompt_id": pid,
-                            "sample_index": j,
-                            "text": "good answer" if ok else "bad",
-                            "reward": 1.0 if ok else 0.0,
-                            "passed": ok,
-                            "reason": "",
-                            "reference": "good answer",
-                        }
-                    )
-                    + "\n"
-                )
+    lines = [
+        SampleLine(
+            prompt_id=pid,
+            sample_index=j,
+            text="good answer" if flags[j] else "bad",
+            reward=1.0 if flags[j] else 0.0,
+            passed=flags[j],
+            reason="",
+            reference="good answer",
+        )
+        for pid, flags in passed.items()
+        for j in range(k)
+    ]
+    write_jsonl(CellDir(d).samples(family), lines)
 
 
 def test_items_and_compare(tmp_path):
@@ -489,17 +502,14 @@ def test_items_and_compare(tmp_path):
         for seed in seeds:
             rng = random.Random(f"{label}{seed}")
             flags = {f"i{n}": [rng.random() < good for _ in range(3)] for n in range(30)}
-            _write_samples(rd / "eval" / label / f"seed={seed}", "code_generation", flags, 3)
+            _write_samples(RunLayout(rd).eval_cell(label, seed).path, "code_generation", flags, 3)
     summary = aggregate(rd)
     items = summary.items["0.9.1"]["code_generation"]
     assert summary.item_seeds["0.9.1"]["code_generation"] == seeds and len(items) == 30
-    first = [
-        json.loads(x)
-        for x in (rd / "eval/0.9.1/seed=0/samples.code_generation.jsonl").read_text().splitlines()
-    ]
-    i0 = [x for x in first if x["prompt_id"] == "i0"]
-    assert items["i0"].reward[0] == pytest.approx(sum(x["reward"] for x in i0) / 3)
-    assert items["i0"].passed[0] == (sum(x["passed"] for x in i0) >= 2)
+    first = read_jsonl(RunLayout(rd).eval_cell("0.9.1", 0).samples("code_generation"), SampleLine)
+    i0 = [x for x in first if x.prompt_id == "i0"]
+    assert items["i0"].reward[0] == pytest.approx(sum(x.reward for x in i0) / 3)
+    assert items["i0"].passed[0] == (sum(x.passed for x in i0) >= 2)
 
     rows = compare_versions(rd, baseline="0.8.0")
     sr = next(r for r in rows if r.family == "code_generation" and r.metric == "success_rate")
@@ -507,14 +517,14 @@ def test_items_and_compare(tmp_path):
     assert sr.diff_paired < 0 and sr.p_paired < 0.01
     comparison = compare_runs(rd, candidate="0.9.1", baseline="0.8.0")
     assert "code_generation" in format_comparison(comparison)
-    saved = json.loads((rd / "comparison.json").read_text())
-    assert len(saved["comparisons"]) == 1  # same pair replaced, not appended
+    saved = read_model(RunLayout(rd).comparison, ComparisonFile)
+    assert len(saved.comparisons) == 1  # same pair replaced, not appended
 
     other = tmp_path / "other"
     _write_matrix(other, {"0.9.1": seeds})
     cross = compare_runs(rd, other, candidate="0.9.1")
     assert cross.baseline.label == "0.9.1" and cross.baseline.rundir == str(other)
-    assert len(json.loads((rd / "comparison.json").read_text())["comparisons"]) == 2
+    assert len(read_model(RunLayout(rd).comparison, ComparisonFile).comparisons) == 2
     with pytest.raises(GenbenchError, match="needs --baseline"):
         compare_runs(rd, candidate="0.9.1")
     with pytest.raises(GenbenchError, match="available: 0.8.0, 0.9.1"):
@@ -534,8 +544,8 @@ def test_cli_eval_and_worker_entrypoint(ckpt, data_dir, tmp_path, monkeypatch, c
     small = ["--families", "rewriting", "-k", "2", "--max-new-tokens", "6", "--max-prompts", "2"]
     assert main(["eval", *args, *small]) == 0
     assert "done:" in capsys.readouterr().out
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model_label"] == "0.9.1" and manifest["settings"]["samples_per_prompt"] == 2
+    manifest = read_model(CellDir(out).manifest, EvalManifest)
+    assert manifest.model_label == "0.9.1" and manifest.settings.samples_per_prompt == 2
     # The Ray jobs' entry point on the same eval as a cell: same inputs (batch size aside) -> cached
     settings = {"samples_per_prompt": 2, "max_new_tokens": 6, "max_prompts_per_family": 2, "batch_size": 1}
     profile = load_profile("local-cpu", {"eval": settings})

@@ -197,7 +197,7 @@ def test_success_and_reward():
         rec("p2", 0, reward=1.0, passed=True),
         rec("p2", 1, reward=2.0),
     ]
-    m = compute_run_metrics(samples, metrics={"success", "reward"})
+    m = compute_run_metrics(samples, metrics={"success_rate", "reward_mean"})
     assert m.success_rate == 0.5
     assert m.reward_mean == 1.0
     assert m.reward_std == pytest.approx(math.sqrt(0.5))  # population std, ddof=0
@@ -207,7 +207,7 @@ def test_success_and_reward():
 
 def test_only_requested_metrics_and_validation():
     samples = [SampleRecord(**rec("p", i, "a", passed=True)) for i in range(3)]
-    m = compute_run_metrics(samples, embedder=ExplodingEmbedder(), metrics={"success", "pass_at_k"})
+    m = compute_run_metrics(samples, embedder=ExplodingEmbedder(), metrics={"success_rate", "pass@k"})
     assert m.success_rate == 1.0 and m.pass_at_k == {1: 1.0, 3: 1.0}
     assert m.reward_mean is None and m.consistency is None
     full = compute_run_metrics(samples, embedder=FakeEmbedder(), metrics=set(METRIC_NAMES))
@@ -227,7 +227,7 @@ def test_only_requested_metrics_and_validation():
     with pytest.raises(GenbenchError, match="unknown metric"):
         compute_run_metrics(samples, metrics={"rouge"})
     with pytest.raises(GenbenchError, match="duplicate"):
-        compute_run_metrics([rec("p", 0), rec("p", 0)], metrics={"success"})
+        compute_run_metrics([rec("p", 0), rec("p", 0)], metrics={"success_rate"})
 
 
 def test_import_is_light():

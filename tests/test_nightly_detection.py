@@ -19,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from genbench_tasks.artifacts.evaluation import EvalMetrics, FamilyMetrics, SampleLine
+from genbench_tasks.artifacts.io import read_model, write_jsonl, write_model
+from genbench_tasks.artifacts.layout import VERDICTS, CellDir, PublishedLayout
+from genbench_tasks.artifacts.verdicts import Detection, HistoryVerdict
 from genbench_tasks.cli import main
 from genbench_tasks.evaluation.aggregate import aggregate
-from genbench_tasks.evaluation.run import FamilyMetrics, MetricsFile, SampleLine
 from genbench_tasks.families import get_family
 from genbench_tasks.pipeline.nightly import NightlyParams, detect_regressions, mark_finished, plan_run
 from genbench_tasks.pipeline.publishing import run_status
@@ -69,7 +72,7 @@ def _evaluate(cell: Path, label: str, seed: int) -> Path:
             )
             for (ex, k, text), s in zip(answers, scores, strict=True)
         ]
-        (cell / f"samples.{name}.jsonl").write_text("".join(x.model_dump_json() + "\n" for x in lines))
+        write_jsonl(CellDir(cell).samples(name), lines)
         metrics = compute_run_metrics(
             [x.model_dump() for x in lines], metrics=set(family.metrics) - {"consistency"}
         )
@@ -78,11 +81,11 @@ def _evaluate(cell: Path, label: str, seed: int) -> Path:
             role=family.role,
             metrics=metrics,
             flat=metrics.flat(),
-            samples_file=f"samples.{name}.jsonl",
+            samples_file=CellDir(cell).samples(name).name,
         )
     version = "0.9.1" if label == "broken" else label
-    mf = MetricsFile(model_label=version, seed=seed, families=families)
-    (cell / "metrics.json").write_text(mf.model_dump_json(indent=1))
+    mf = EvalMetrics(model_label=version, seed=seed, families=families)
+    write_model(CellDir(cell).metrics, mf)
     return cell
 
 
@@ -99,7 +102,7 @@ def _night(work: Path, cells: Path, i: int, day: str, bucket: str, store: S3Stor
             cell = cells / label / str(seed)
             if not cell.is_dir():  # the cell cache: computed once, reused on later nights
                 _evaluate(cell, label, seed)
-            shutil.copytree(cell, Path(plan.rundir) / "eval" / version / f"seed={seed}")
+            shutil.copytree(cell, plan.layout.eval_cell(version, seed).path)
     aggregate(plan.rundir)
     detect_regressions(plan)
     mark_finished(plan, run_status(plan.rundir))
@@ -126,24 +129,20 @@ def test_planted_change_is_alerted_on_its_night_in_the_published_report(tmp_path
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="nightly/history/")["Contents"]
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed) == sorted(f"{k}.jsonl" for k in keys)
 
-    def verdict(run_key: str, version: str, family: str, metric: str) -> dict:
-        doc = json.loads(get(f"runs/{run_key}/verdicts.json"))
-        return next(
-            v
-            for v in doc["verdicts"]
-            if (v["version"], v["family"], v["metric"]) == (version, family, metric)
-        )
+    def verdict(run_key: str, version: str, family: str, metric: str) -> HistoryVerdict:
+        doc = Detection.model_validate_json(get(PublishedLayout.run_file(run_key, VERDICTS)))
+        return next(v for v in doc.verdicts if (v.version, v.family, v.metric) == (version, family, metric))
 
     # before the change: identical nights, nothing to report
     before = verdict(keys[BROKEN_FROM - 1], "0.9.1", "code_generation", "success_rate")
-    assert before["verdict"] == "no change" and before["deterministic"] and before["nights"] == BROKEN_FROM
+    assert before.verdict == "no change" and before.deterministic and before.nights == BROKEN_FROM
     # after: the alert names the night of the change, the effect and the runs on each side
     for key in keys[BROKEN_FROM:]:
         v = verdict(key, "0.9.1", "code_generation", "success_rate")
-        assert v["verdict"] == "regression" and v["change_night"] == days[BROKEN_FROM]
-        assert v["effect"]["estimate"] < -0.2 and v["effect"]["high"] < 0
-        assert v["before"]["runs"][-1] == keys[BROKEN_FROM - 1] and v["after"]["runs"][0] == keys[BROKEN_FROM]
-    assert verdict(keys[-1], "0.8.0", "code_generation", "success_rate")["verdict"] == "no change"
+        assert v.verdict == "regression" and v.change_night == days[BROKEN_FROM]
+        assert v.effect.estimate < -0.2 and v.effect.high < 0
+        assert v.before.runs[-1] == keys[BROKEN_FROM - 1] and v.after.runs[0] == keys[BROKEN_FROM]
+    assert verdict(keys[-1], "0.8.0", "code_generation", "success_rate").verdict == "no change"
     # the published report leads with the verdicts and marks the change night on the history chart
     report = get(f"runs/{keys[-1]}/report.html").decode()
     assert report.index('id="verdicts"') < report.index('id="regressions"') < report.index('id="gap"')
@@ -159,8 +158,8 @@ def test_planted_change_is_alerted_on_its_night_in_the_published_report(tmp_path
     out = tmp_path / "verdicts.json"
     uri = f"s3://{bucket}/nightly"
     assert main(["detect", "--history", uri, "--endpoint-url", s3_server, "--out", str(out)]) == 0
-    doc = json.loads(out.read_text())
-    by = {(v["version"], v["family"], v["metric"]): v for v in doc["verdicts"]}
-    assert by[("0.9.1", "code_generation", "success_rate")]["change_night"] == days[BROKEN_FROM]
+    doc = read_model(out, Detection)
+    by = {(v.version, v.family, v.metric): v for v in doc.verdicts}
+    assert by[("0.9.1", "code_generation", "success_rate")].change_night == days[BROKEN_FROM]
     assert {m for (_, _, m) in by} == {"success_rate", "reward_mean"}  # the families' primary metrics
     capsys.readouterr()

@@ -9,10 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from genbench_tasks.artifacts.io import write_model
+from genbench_tasks.artifacts.layout import RunLayout
 from genbench_tasks.data.sources import CustomDataset, load_custom
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.pipeline import notify
 from genbench_tasks.s3_client import s3_client
+from tests.fixtures.rundir import run_manifest
 
 
 @pytest.fixture
@@ -39,16 +42,10 @@ def webhook():
 def test_notify_run_posts_summary_to_webhook(tmp_path, webhook, monkeypatch):
     url, received = webhook
     monkeypatch.setenv("AIRFLOW_VAR_GENBENCH_WEBHOOK_URL", url)
-    (tmp_path / "manifest.json").write_text(
-        json.dumps(
-            {
-                "status": "partial",
-                "validation": "passed",
-                "verdicts": {"regression": 1},
-                "missing_cells": ["x"],
-            }
-        )
+    manifest = run_manifest(
+        status="partial", validation="passed", verdicts={"regression": 1}, missing_cells=["x"]
     )
+    write_model(RunLayout(tmp_path).manifest, manifest)
     plan = SimpleNamespace(rundir=str(tmp_path), run_name="2026-11-26_r1")
     payload = notify.notify_run(plan, {"report_url": "http://s3/report.html"})
     assert received == [{"type": "application/json", "json": payload}]

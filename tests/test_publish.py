@@ -202,7 +202,7 @@ def test_publish_layout_checksums_types_privacy(tmp_path, s3, bucket, store):
     index = _get_json(s3, bucket, "nightly/index.json")
     assert [r["run_key"] for r in index["runs"]] == [result.run_key]
     entry = index["runs"][0]
-    assert entry["status"] == "succeeded" and entry["validation"] == "passed"
+    assert entry["status"] == "success" and entry["validation"] == "passed"
     assert entry["verdict_counts"] == {
         "regression": 3,
         "improvement": 3,

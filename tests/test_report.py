@@ -14,9 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from genbench_tasks.artifacts.comparison import ComparisonFile
+from genbench_tasks.artifacts.evaluation import EvalManifest, EvalMetrics
+from genbench_tasks.artifacts.io import read_model, write_model, write_text
+from genbench_tasks.artifacts.layout import RunLayout
+from genbench_tasks.artifacts.training import TrainManifest
+from genbench_tasks.artifacts.validation import (
+    CrossCheckResult,
+    DatasetResult,
+    FailedExpectation,
+    ValidationReport,
+)
 from genbench_tasks.report import index_entry, load_run, render_history, render_run_report
-from genbench_tasks.report.data import normalize_comparison
-from tests.fixtures.rundir import NASTY, make_rundir
+from genbench_tasks.report.data import comparison_rows
+from tests.fixtures.rundir import NASTY, make_rundir, run_manifest
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -95,36 +106,37 @@ def test_run_report_is_self_contained_and_complete(tmp_path):
 
 
 def test_partial_run_still_renders(tmp_path):
-    rd = tmp_path / "failed"
-    (rd / "validation").mkdir(parents=True)
-    (rd / "manifest.json").write_text(
-        json.dumps(
-            {
-                "run_id": "r<1>",
-                "date": "2026-11-21",
-                "status": "failed",
-                "missing_cells": ["train:0.9.1:seed=0"],
-            }
-        )
+    layout = RunLayout(tmp_path / "failed")
+    rd = layout.root
+    manifest = run_manifest(
+        run_id="r<1>", date="2026-11-21", status="failed", missing_cells=["train:0.9.1:seed=0"]
     )
-    report = {
-        "success": False,
-        "datasets": [
-            {
-                "name": "reasoning/train",
-                "failed_expectations": [
-                    {
-                        "expectation": "expect_column_values_to_not_be_null",
-                        "column": "prompt",
-                        "details": "3 nulls",
-                    }
-                ],
-            }
+    write_model(layout.manifest, manifest)
+    failed = FailedExpectation(
+        expectation="expect_column_values_to_not_be_null", column="prompt", details="3 nulls"
+    )
+    ValidationReport(
+        success=False,
+        data_dir=layout.data_dir,
+        datasets=[
+            DatasetResult(
+                name="reasoning/train",
+                path="rl/reasoning/train.parquet",
+                family="reasoning",
+                split="train",
+                format="rl",
+                rows=8,
+                success=False,
+                failed_expectations=[failed],
+            )
         ],
-        "cross_checks": [{"name": "heldout_prompt_leak", "success": False, "details": "2 shared prompts"}],
-    }
-    (rd / "validation" / "validation_report.json").write_text(json.dumps(report))
-    curve = rd / "train" / "0.9.1" / "seed=0" / "metrics.jsonl"
+        cross_checks=[
+            CrossCheckResult(name="heldout_prompt_leak", success=False, details="2 shared prompts")
+        ],
+        report_path=layout.validation_report,
+    ).write()
+    write_text(layout.summary, "{not json")  # an invalid file is a warning on the page, not a crash
+    curve = layout.train_cell("0.9.1", 0).train_metrics
     curve.parent.mkdir(parents=True)
     lines = [json.dumps({"training/global_step": i, "critic/score/mean": 0.1 * i}) for i in range(1, 6)]
     curve.write_text("\n".join([*lines[:2], "not json", "[]", *lines[2:]]) + "\n")
@@ -137,7 +149,7 @@ def test_partial_run_still_renders(tmp_path):
     _check_page(html)
     assert 'class="badge s-failed"' in html and "no summary.json" in html and "train:0.9.1:seed=0" in html
     assert "expect_column_values_to_not_be_null [prompt]: 3 nulls" in html and "2 shared prompts" in html
-    assert "r&lt;1&gt;" in html
+    assert "r&lt;1&gt;" in html and "summary.json: not a valid StudySummary" in html
     entry = index_entry(run)
     assert entry.status == "failed" and entry.validation == "failed" and entry.summary is None
 
@@ -149,10 +161,13 @@ def test_history_page(tmp_path):
             tmp_path / date, run_id=f"nightly-{i}", date=date, shift=0.03 * i, rng_seed=i, seeds=(0, 1)
         )
         entries.append(index_entry(load_run(rd)))
-    # index.json dicts and summary.json-like dicts are accepted as well as IndexEntry objects
-    raw_summary = json.loads((tmp_path / "2026-11-20" / "summary.json").read_text())
-    raw_summary.update(run_id="extra<run>", date="2026-11-21")
-    html = render_history([entries[0], entries[1].model_dump(mode="json"), entries[2], raw_summary])
+    # index.json dicts (as read from the published index) are accepted as well as IndexEntry objects
+    extra = entries[2].model_copy(
+        update={"run_id": "extra<run>", "date": "2026-11-21", "run_key": "2026-11-21_x"}
+    )
+    html = render_history(
+        [entries[0], entries[1].model_dump(mode="json"), entries[2], extra.model_dump(mode="json")]
+    )
     tags = _check_page(html)
     # trend charts: held-out success overall + (success, reward) for each held-out family, bands included
     assert tags["svg_docs"] == 5
@@ -171,40 +186,38 @@ def test_history_page(tmp_path):
     ) and "No runs published yet" in render_history([])
 
 
-def test_comparison_shapes():
-    row = {"family": "f", "metric": "success_rate", "verdict": "regression", "diff_ci": [-0.1, -0.02]}
-    rows, _ = normalize_comparison([{**row, "candidate": "0.9.1", "baseline": "0.8.0"}])
-    assert (rows[0].candidate, rows[0].diff_ci) == ("0.9.1", (-0.1, -0.02))
-    rows, _ = normalize_comparison({"baseline_version": "0.8.0", "0.9.1": [row]})
-    assert (rows[0].candidate, rows[0].baseline) == ("0.9.1", "0.8.0")
-    file_shape = {
-        "format_version": 1,
-        "comparisons": [
-            {
-                "candidate": {"rundir": "/r", "label": "0.9.1", "seeds": [0]},
-                "baseline": {"rundir": "/r", "label": "0.8.0", "seeds": [0]},
-                "rows": [
-                    {**row, "paired_test": "mcnemar", "diff_paired": -0.05, "diff_ci_paired": [-0.08, -0.01]}
-                ],
-                "warnings": ["w1"],
-            }
-        ],
-    }
-    rows, warnings = normalize_comparison(file_shape)
-    assert (rows[0].candidate, rows[0].baseline, warnings) == ("0.9.1", "0.8.0", ["w1"])
-    assert rows[0].shown_diff() == (-0.05, (-0.08, -0.01))
-    assert normalize_comparison({"rows": [{"family": "x"}]}) == ([], [])
-
-
-def test_fixture_matches_the_pipeline_schemas(tmp_path):
-    """The synthetic RUNDIR's summary/comparison validate against the real models (keeps tests honest)."""
-    pytest.importorskip("scipy")
-    from genbench_tasks.evaluation.aggregate import StudySummary
-    from genbench_tasks.evaluation.compare import ComparisonFile
-
+def test_comparison_rows_and_shown_diff(tmp_path):
+    """The report reads comparison.json with its model; the shown difference is the paired one when the
+    verdict rests on it."""
     rd = make_rundir(tmp_path / "run", seeds=(0, 1))
-    StudySummary.model_validate_json((rd / "summary.json").read_text())
-    ComparisonFile.model_validate_json((rd / "comparison.json").read_text())
+    comparison = read_model(RunLayout(rd).comparison, ComparisonFile)
+    rows, warnings = comparison_rows(comparison)
+    assert {(r.candidate, r.baseline) for r in rows} == {("0.9.1", "0.8.0")}
+    assert warnings == ["0.9.1: item-level data missing for humaneval; Welch only"]
+    paired = rows[0].model_copy(
+        update={"paired_test": "mcnemar", "diff_paired": -0.05, "diff_ci_paired": (-0.08, -0.01)}
+    )
+    assert paired.shown_diff() == (-0.05, (-0.08, -0.01)) and rows[0].shown_diff() == (
+        rows[0].diff,
+        rows[0].diff_ci,
+    )
+
+
+def test_fixture_reads_back_with_the_pipeline_models(tmp_path):
+    """Every file of the synthetic RUNDIR reads back with its model (the fixture is built with them)."""
+    rd = make_rundir(tmp_path / "run", seeds=(0, 1))
+    run = load_run(rd)
+    assert run.study is not None and run.read_warnings == [] and run.validation.status == "passed"
+    assert len(run.datasets) == 8 and run.manifest.status == "success"
+    layout = RunLayout(rd)
+    assert sorted(layout.eval_cells()) == ["0.8.0", "0.9.1", "sft"]
+    for seeds in layout.eval_cells().values():
+        for cell in seeds.values():
+            read_model(cell.metrics, EvalMetrics)
+            read_model(cell.manifest, EvalManifest)
+    for seeds in layout.train_cells().values():
+        for cell in seeds.values():
+            read_model(cell.manifest, TrainManifest)
 
 
 @pytest.mark.integration

@@ -17,7 +17,10 @@ import pytest
 import torch
 import yaml
 
-from genbench_tasks.data.build import build_datasets
+from genbench_tasks.artifacts.io import read_model
+from genbench_tasks.artifacts.layout import CellDir
+from genbench_tasks.artifacts.training import TrainManifest
+from genbench_tasks.data.build import build_datasets, load_manifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import load_profile
 
@@ -173,9 +176,9 @@ def test_same_seed_bit_identical_different_seed_differs(runs):
         assert key in ma[0]
     raw = json.loads((Path(a.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
     assert raw["step_time"] > 0
-    ma_manifest = json.loads(Path(a.manifest_path).read_text())
-    mb_manifest = json.loads(Path(b.manifest_path).read_text())
-    assert ma_manifest["metrics_sha256"] == mb_manifest["metrics_sha256"]
+    ma_manifest = read_model(a.manifest_path, TrainManifest)
+    mb_manifest = read_model(b.manifest_path, TrainManifest)
+    assert ma_manifest.metrics_sha256 == mb_manifest.metrics_sha256
 
 
 def test_outputs_and_manifest_record_verl_functions(runs, ws):
@@ -188,9 +191,9 @@ def test_outputs_and_manifest_record_verl_functions(runs, ws):
     assert sorted(p.name for p in (run / "state").iterdir()) == ["step_2", "step_4"]
     for part in ("policy", "critic", "optim.pt", "rng.pt", "state.json"):
         assert (run / "state" / "step_4" / part).exists()
-    m = json.loads(Path(a.manifest_path).read_text())
-    assert m["verl"]["version"] == _installed_verl() == m["config"]["verl_version"]
-    names = {f["name"] for f in m["verl"]["functions"]}
+    m = read_model(a.manifest_path, TrainManifest)
+    assert m.verl["version"] == _installed_verl() == m.config["verl_version"]
+    names = {f["name"] for f in m.verl["functions"]}
     core = "verl.trainer.ppo.core_algos."
     for fn in (
         "compute_gae_advantage_return",
@@ -203,14 +206,13 @@ def test_outputs_and_manifest_record_verl_functions(runs, ws):
     ):
         assert core + fn in names, fn
     assert "verl.protocol.DataProto.from_dict" in names
-    assert m["verl"]["actor_config"] == "verl.workers.config.actor.ActorConfig"
-    assert all(f["calls"] > 0 for f in m["verl"]["functions"])
-    assert len(m["config_sha256"]) == 64 and m["seed"] == 0
-    files = json.loads((ws["data"] / "datasets.json").read_text())["datasets"]
-    assert m["datasets"]["files"] == {d["name"]: d["sha256"] for d in files}
-    assert m["packages"]["torch"] and m["packages"]["transformers"]
-    assert m["peak_rss_mb"] > 0 and m["wall_time_s"] > 0 and m["steps"] == 4
-    assert m["sft"]["key"] == ws["sft"].key
+    assert m.verl["actor_config"] == "verl.workers.config.actor.ActorConfig"
+    assert all(f["calls"] > 0 for f in m.verl["functions"])
+    assert len(m.config_sha256) == 64 and m.seed == 0
+    assert m.datasets.files == {d.name: d.sha256 for d in load_manifest(ws["data"]).datasets}
+    assert m.packages["torch"] and m.packages["transformers"]
+    assert m.peak_rss_mb > 0 and m.wall_time_s > 0 and m.steps == 4
+    assert m.sft.key == ws["sft"].key
 
 
 def test_resume_continues_from_last_complete_state(runs, ws):
@@ -384,18 +386,18 @@ def test_adapter_runs_ppo_on_verl_080_in_subprocess(ws, runs):
     assert "[genbench] step 4/4" in proc.stdout  # per-step progress on stdout
     result = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix("GENBENCH_RESULT "))
     assert result["verl_version"] == VERL_OLD
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["verl"]["version"] == VERL_OLD and str(old) in m["verl"]["path"]
-    assert m["verl"]["value_loss_kwargs"] == []  # 0.8.0: no dp_size/batch_num_tokens/...
-    assert m["verl"]["actor_config"] == "verl.workers.config.actor.ActorConfig"
-    names = {f["name"] for f in m["verl"]["functions"]}
+    m = read_model(CellDir(out).manifest, TrainManifest)
+    assert m.verl["version"] == VERL_OLD and str(old) in m.verl["path"]
+    assert m.verl["value_loss_kwargs"] == []  # 0.8.0: no dp_size/batch_num_tokens/...
+    assert m.verl["actor_config"] == "verl.workers.config.actor.ActorConfig"
+    names = {f["name"] for f in m.verl["functions"]}
     assert "verl.trainer.ppo.core_algos.compute_policy_loss_vanilla" in names
     new = runs("a", 0)
-    new_manifest = json.loads(Path(new.manifest_path).read_text())
+    new_manifest = read_model(new.manifest_path, TrainManifest)
     from verl.trainer.ppo import core_algos
 
     has_dp = "dp_size" in inspect.signature(core_algos.compute_value_loss).parameters
-    assert new_manifest["verl"]["value_loss_kwargs"] == (["dp_size"] if has_dp else [])
+    assert new_manifest.verl["value_loss_kwargs"] == (["dp_size"] if has_dp else [])
     # The functions used have the same math in 0.8.0 and 0.9.1: identical training metrics.
     assert _metrics(out) == _metrics(new.run_dir)
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 import yaml
 
-from genbench_tasks.data.build import build_datasets
+from genbench_tasks.artifacts.io import read_model
+from genbench_tasks.artifacts.training import TrainManifest
+from genbench_tasks.data.build import build_datasets, load_manifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import load_profile
 from tests.test_training import MINI
@@ -261,8 +263,8 @@ def test_same_seed_gives_identical_metrics_and_checkpoint(runs):
     assert len(ma) == STEPS and ma == mb
     weights = [(Path(r.checkpoint) / "model.safetensors").read_bytes() for r in (a, b)]
     assert weights[0] == weights[1]
-    manifests = [json.loads(Path(r.manifest_path).read_text()) for r in (a, b)]
-    assert manifests[0]["metrics_sha256"] == manifests[1]["metrics_sha256"]
+    manifests = [read_model(r.manifest_path, TrainManifest) for r in (a, b)]
+    assert manifests[0].metrics_sha256 == manifests[1].metrics_sha256
     raw = json.loads((Path(a.run_dir) / "metrics.jsonl").read_text().splitlines()[0])
     assert raw["step_time"] > 0
     c, _ = runs("c", 1, {"ppo": {"steps": 1}})
@@ -279,16 +281,16 @@ def test_outputs_and_manifest(runs, ws, sft):
     model = AutoModelForCausalLM.from_pretrained(run / "checkpoint")
     tok = AutoTokenizer.from_pretrained(run / "checkpoint")
     assert tok.pad_token_id != tok.eos_token_id == model.generation_config.eos_token_id
-    m = json.loads(Path(result.manifest_path).read_text())
-    assert m["kind"] == "genbench.train_run" and m["backend"] == "trl-ppo" and m["seed"] == 0
-    assert m["trl"]["version"] == "1.12.0" == m["packages"]["trl"]
-    assert m["trl"]["trainer"] == "trl.experimental.ppo.PPOTrainer"
-    assert m["trl"]["ppo_config"]["num_total_batches"] == STEPS
-    assert "verl_version" not in m["config"] and "verl_versions" not in m["config"]["profile"]
-    assert m["sft"]["key"] == sft.key and m["steps"] == STEPS and len(m["config_sha256"]) == 64
-    files = json.loads((ws["data"] / "datasets.json").read_text())["datasets"]
-    assert m["datasets"]["files"] == {d["name"]: d["sha256"] for d in files}
-    assert m["result"] == result.model_dump()
+    m = read_model(result.manifest_path, TrainManifest)
+    assert m.kind == "genbench.train_run" and m.backend == "trl-ppo" and m.seed == 0
+    assert m.trl["version"] == "1.12.0" == m.packages["trl"]
+    assert m.trl["trainer"] == "trl.experimental.ppo.PPOTrainer"
+    assert m.trl["ppo_config"]["num_total_batches"] == STEPS
+    assert "verl_version" not in m.config and "verl_versions" not in m.config["profile"]
+    assert m.sft.key == sft.key and m.steps == STEPS and len(m.config_sha256) == 64
+    files = load_manifest(ws["data"]).datasets
+    assert m.datasets.files == {d.name: d.sha256 for d in files}
+    assert m.result == result.model_dump()
 
 
 @pytest.mark.slow
@@ -329,15 +331,15 @@ def test_resume_keeps_a_complete_run_and_the_worker_entry_point(runs, ws, sft):
 
 @pytest.mark.slow
 def test_checkpoint_evaluates_with_genbench_eval(runs, ws, tmp_path):
+    from genbench_tasks.artifacts.evaluation import EvalMetrics
     from genbench_tasks.cli import main
-    from genbench_tasks.evaluation.run import MetricsFile
 
     result, _ = runs("a", 0)
     out = tmp_path / "eval" / "trl-ppo" / "seed=0"
     argv = ["eval", "--checkpoint", result.checkpoint, "--data", str(ws["data"]), "--seed", "0"]
     argv += ["--out", str(out), "--max-prompts", "2", "-k", "1", "--max-new-tokens", "16"]
     assert main(argv) == 0
-    metrics = MetricsFile.model_validate_json((out / "metrics.json").read_text())
+    metrics = EvalMetrics.model_validate_json((out / "metrics.json").read_text())
     assert metrics.model_label == "trl-ppo" and metrics.seed == 0
     assert set(metrics.families) == {"rewriting", "reasoning", "code_generation"}
     for fam in metrics.families.values():

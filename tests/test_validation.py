@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from genbench_tasks.artifacts.io import read_model
 from genbench_tasks.data.build import (
     MANIFEST_NAME,
     DatasetManifest,
@@ -113,8 +114,8 @@ def test_good_data_passes(built: Path) -> None:
     ]
     assert report.sandbox  # the 6 code_generation reference solutions ran, and the report says where
     assert report.report_path == built / "validation" / "validation_report.json"
-    on_disk = json.loads(report.report_path.read_text())
-    assert on_disk["success"] is True and len(on_disk["datasets"]) == 12
+    on_disk = read_model(report.report_path, ValidationReport)
+    assert on_disk.success is True and len(on_disk.datasets) == 12
     ngram = next(c for c in report.cross_checks if c.name == "ngram_contamination")
     assert ngram.stats["n"] == 13 and list(ngram.stats["per_dataset"]) == ["code_generation/test"]
     leak = next(c for c in report.cross_checks if c.name == "heldout_prompt_leak")
@@ -215,7 +216,7 @@ def test_bad_data_fails_with_a_precise_message(
     assert needle in failure.details + json.dumps(failure.sample_offending_rows), failure
     assert len(failure.sample_offending_rows) <= 5
     assert f"{TRAIN}: {expectation}" in report.summary()
-    assert json.loads(report.report_path.read_text())["success"] is False
+    assert read_model(report.report_path, ValidationReport).success is False
     if edit is _null_prompt:  # offending rows point at the row number and the id
         original = pq.read_table(built / "rl/rewriting/train.parquet").to_pylist()[3]
         assert failure.sample_offending_rows == [

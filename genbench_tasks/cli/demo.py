@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from genbench_tasks.artifacts.run import PublishRecord
 from genbench_tasks.cli import arguments
 from genbench_tasks.profiles import DEFAULT_PROFILE
 
@@ -88,8 +88,8 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"{task_id:<18} {count:>5} {stage_wall:>9.0f} {summed:>10.0f}")
         published = _latest_published(work)
         if published:
-            print(f"\nreport (S3, presigned): {published.get('report_url')}")
-            print(f"report (local copy):    {published.get('local_report')}")
+            print(f"\nreport (S3, presigned): {published.report_url}")
+            print(f"report (local copy):    {published.local_report}")
         if args.serve:
             print("serving until Ctrl-C ...", flush=True)
             try:
@@ -102,6 +102,9 @@ def _demo(args: argparse.Namespace) -> int:
         deployment.stop()
 
 
-def _latest_published(work: Path) -> dict | None:
-    runs = sorted((work / "runs").glob("*/.publish_result.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(runs[-1].read_text()) if runs else None
+def _latest_published(work: Path) -> PublishRecord | None:
+    from genbench_tasks.artifacts.io import read_model
+    from genbench_tasks.artifacts.layout import PUBLISH_RECORD, WorkLayout
+
+    runs = sorted(WorkLayout(work).runs.glob(f"*/{PUBLISH_RECORD}"), key=lambda p: p.stat().st_mtime)
+    return read_model(runs[-1], PublishRecord) if runs else None

@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _detect(args: argparse.Namespace) -> int:
+    from genbench_tasks.artifacts.io import write_model
     from genbench_tasks.errors import GenbenchError
     from genbench_tasks.evaluation.history import read_history, series_from_history
     from genbench_tasks.scoring.detection import detect
@@ -70,13 +71,11 @@ def _detect(args: argparse.Namespace) -> int:
     )
     result = detect(series, baseline=args.baseline)
     result.warnings[:0] = notes
-    text = result.model_dump_json(by_alias=True, indent=1) + "\n"
     if args.out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.model_dump_json(by_alias=True, indent=2) + "\n")
         return 0
     try:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        write_model(args.out, result)
     except OSError as exc:
         raise GenbenchError(f"cannot write {args.out}: {exc.strerror}") from exc
     counts: dict[str, int] = {}

@@ -78,13 +78,14 @@ def _store(args: argparse.Namespace, transfer=None):
 def _publish(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from genbench_tasks.artifacts.layout import RunLayout
     from genbench_tasks.errors import GenbenchError
     from genbench_tasks.publish.s3 import MiB, S3Uri, TransferSettings, publish_run
     from genbench_tasks.report import RunPages
 
     if not Path(args.rundir).is_dir():
         raise GenbenchError(f"run directory not found: {args.rundir}")
-    if not (Path(args.rundir) / "manifest.json").is_file():
+    if not RunLayout(Path(args.rundir)).manifest.is_file():
         raise GenbenchError(f"not a run directory (no manifest.json): {args.rundir}")
     S3Uri.parse(args.uri)
     threshold = args.multipart_threshold_mb * MiB

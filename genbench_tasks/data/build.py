@@ -9,17 +9,20 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from genbench_tasks.artifacts.datasets import DatasetEntry, DatasetManifest
+from genbench_tasks.artifacts.io import write_model
+from genbench_tasks.artifacts.layout import DATASET_MANIFEST
 from genbench_tasks.data.sources import load_custom
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import Example, TaskFamily, get_family
-from genbench_tasks.hashing import content_key, file_sha256
+from genbench_tasks.hashing import file_sha256
 from genbench_tasks.profiles import Profile
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "datasets.json"
+MANIFEST_NAME = DATASET_MANIFEST
 SPLITS = ("train", "val", "test")
 
 # Explicit Arrow schemas: identical bytes for identical inputs, and the exact columns verl reads.
@@ -46,34 +49,6 @@ RL_SCHEMA = pa.schema(
 SFT_SCHEMA = pa.schema(
     [("id", pa.string()), ("data_source", pa.string()), ("prompt", pa.string()), ("response", pa.string())]
 )
-
-
-class DatasetEntry(BaseModel):
-    name: str  # "<family>/<split>" (+ ".sft")
-    family: str
-    split: str
-    role: str
-    format: str  # "rl" | "sft"
-    data_source: str
-    path: str  # relative to the manifest
-    rows: int
-    sha256: str
-
-
-class DatasetManifest(BaseModel):
-    profile: str
-    seed: int
-    families: list[str]
-    datasets: list[DatasetEntry]
-
-    def get(self, family: str, split: str, fmt: str = "rl") -> DatasetEntry:
-        for entry in self.datasets:
-            if entry.family == family and entry.split == split and entry.format == fmt:
-                return entry
-        raise GenbenchError(f"dataset {family}/{split} ({fmt}) is not in the manifest")
-
-    def content_hash(self) -> str:
-        return content_key(*sorted(f"{d.path}:{d.sha256}" for d in self.datasets))
 
 
 def split_examples(
@@ -172,7 +147,7 @@ def build_datasets(profile: Profile, out_dir: str | Path) -> DatasetManifest:
     manifest = DatasetManifest(
         profile=profile.name, seed=profile.data.seed, families=list(per_family), datasets=entries
     )
-    (out / MANIFEST_NAME).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+    write_model(out / MANIFEST_NAME, manifest)
     log.info("wrote %d files and %s to %s", len(entries), MANIFEST_NAME, out)
     return manifest
 

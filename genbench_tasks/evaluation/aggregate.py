@@ -21,97 +21,45 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field
-
+from genbench_tasks.artifacts.evaluation import EvalManifest, EvalMetrics, SampleLine
+from genbench_tasks.artifacts.io import ArtifactError, read_jsonl, read_model, read_optional, write_model
+from genbench_tasks.artifacts.layout import SUMMARY, CellDir, RunLayout
+from genbench_tasks.artifacts.summary import FamilySummary, MissingCell, StudySummary
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.labels import is_baseline, label_key
 from genbench_tasks.scoring import stats
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "summary.json"
-FORMAT_VERSION = 1
-_SEED_RE = re.compile(r"^seed=(\d+)$")
-
-
-class MissingCell(BaseModel):
-    """A (label, seed[, family]) that has no usable result."""
-
-    label: str
-    seed: int | None = None
-    family: str | None = None
-    reason: str
-
-
-class FamilySummary(BaseModel):
-    family: str
-    role: str | None
-    table1: list[stats.Table1Row]
-    table2: list[stats.Table2Row]
-    n: dict[str, int] = Field(description="label -> number of runs (seeds) in this family's cells")
-    seeds: dict[str, list[int]] = Field(description="label -> seeds present")
-
-
-class StudySummary(BaseModel):
-    """``RUNDIR/summary.json``."""
-
-    format_version: int = FORMAT_VERSION
-    rundir: str
-    generated_at: str
-    labels: list[str]
-    seeds: list[int] = Field(description="expected seeds: every seed seen for any label (or as given)")
-    families: dict[str, FamilySummary]
-    generalization_gap: list[stats.GapRow]
-    #: Each verl version minus each of the study's baselines (SFT, traditional PPO) present in the run.
-    baseline_differences: list[stats.BaselineDiff] = Field(default_factory=list)
-    runs: list[stats.RunRecord]
-    items: dict[str, dict[str, dict[str, stats.ItemResult]]] = Field(
-        default_factory=dict, description="label -> family -> item id -> per-seed results"
-    )
-    item_seeds: dict[str, dict[str, list[int]]] = Field(
-        default_factory=dict, description="label -> family -> seed order of the item lists"
-    )
-    missing: list[MissingCell] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-
-
-Summary = StudySummary
+SUMMARY_NAME = SUMMARY
 
 
 def run_dirs(rundir: Path) -> dict[str, dict[int, Path]]:
     """label -> seed -> ``RUNDIR/eval/<label>/seed=<n>``."""
-    out: dict[str, dict[int, Path]] = {}
-    for label_dir in sorted((rundir / "eval").iterdir()):
-        if not label_dir.is_dir():
-            continue
-        seeds = {
-            int(m.group(1)): d
-            for d in label_dir.iterdir()
-            if d.is_dir() and (m := _SEED_RE.match(d.name)) is not None
-        }
-        out[label_dir.name] = dict(sorted(seeds.items()))
-    return out
+    return {
+        label: {seed: cell.path for seed, cell in seeds.items()}
+        for label, seeds in RunLayout(rundir).eval_cells().items()
+    }
 
 
 def _dataset_families(rundir: Path, warnings: list[str]) -> dict[str, str | None]:
     """family -> role for every RL test split in RUNDIR/data/datasets.json (empty if absent)."""
     from genbench_tasks.data.build import load_manifest
 
-    if not (rundir / "data" / "datasets.json").is_file():
+    layout = RunLayout(rundir)
+    if not layout.dataset_manifest.is_file():
         warnings.append("no data/datasets.json: expected families inferred from the runs")
         return {}
     try:
-        manifest = load_manifest(rundir / "data")
+        manifest = load_manifest(layout.data_dir)
     except GenbenchError as exc:
         warnings.append(str(exc))
         return {}
-    return {e.family: e.role for e in manifest.datasets if e.format == "rl" and e.split == "test"}
+    return dict(manifest.test_families())
 
 
 def _registry_role(family: str) -> str | None:
@@ -123,21 +71,20 @@ def _registry_role(family: str) -> str | None:
         return None
 
 
-def read_samples(path: Path) -> list[dict[str, Any]]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def read_samples(path: Path) -> list[SampleLine]:
+    return read_jsonl(path, SampleLine)
 
 
 def item_results(
-    per_seed: dict[int, list[dict[str, Any]]], warnings: list[str], where: str
+    per_seed: dict[int, list[SampleLine]], warnings: list[str], where: str
 ) -> tuple[dict[str, stats.ItemResult], list[int]]:
     """Per-item, per-seed results (see module docstring) over the items present in every seed."""
     seeds = sorted(per_seed)
-    grouped: dict[int, dict[str, list[dict]]] = {}
+    grouped: dict[int, dict[str, list[SampleLine]]] = {}
     for seed in seeds:
-        g: dict[str, list[dict]] = defaultdict(list)
+        g: dict[str, list[SampleLine]] = defaultdict(list)
         for s in per_seed[seed]:
-            g[s["prompt_id"]].append(s)
+            g[s.prompt_id].append(s)
         grouped[seed] = g
     common = set.intersection(*(set(g) for g in grouped.values())) if grouped else set()
     dropped = set.union(*(set(g) for g in grouped.values())) - common if grouped else set()
@@ -147,12 +94,12 @@ def item_results(
     for pid in sorted(common):
         passed, reward, hyp, ref = [], [], [], None
         for seed in seeds:
-            samples = sorted(grouped[seed][pid], key=lambda s: s["sample_index"])
+            samples = sorted(grouped[seed][pid], key=lambda s: s.sample_index)
             k = len(samples)
-            passed.append(sum(bool(s["passed"]) for s in samples) * 2 > k)
-            reward.append(sum(float(s["reward"]) for s in samples) / k)
-            hyp.append(samples[0]["text"])
-            ref = ref if ref is not None else samples[0].get("reference")
+            passed.append(sum(s.passed for s in samples) * 2 > k)
+            reward.append(sum(s.reward for s in samples) / k)
+            hyp.append(samples[0].text)
+            ref = ref if ref is not None else samples[0].reference
         items[pid] = stats.ItemResult(passed=passed, reward=reward, hypothesis=hyp, reference=ref)
     return items, seeds
 
@@ -164,22 +111,17 @@ def load_items(
     items: dict[str, dict[str, stats.ItemResult]] = {}
     order: dict[str, list[int]] = {}
     for family in families:
-        per_seed: dict[int, list[dict]] = {}
+        per_seed: dict[int, list[SampleLine]] = {}
         for seed, d in seed_dirs.items():
-            path = d / f"samples.{family}.jsonl"
+            path = CellDir(d).samples(family)
             if not path.is_file():
                 continue
             try:
                 per_seed[seed] = read_samples(path)
-            except (OSError, ValueError) as exc:
-                warnings.append(f"{path}: unreadable samples ({exc})")
+            except ArtifactError as exc:
+                warnings.append(f"{exc}; no item data")
         if per_seed:
-            try:
-                items[family], order[family] = item_results(per_seed, warnings, f"{label}/{family}")
-            except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-                warnings.append(
-                    f"{label}/{family}: samples files not in the genbench format ({exc!r}); no item data"
-                )
+            items[family], order[family] = item_results(per_seed, warnings, f"{label}/{family}")
     return items, order
 
 
@@ -196,8 +138,6 @@ def aggregate(
     Missing seeds and cells become ``missing`` entries and ``warnings``; a run directory without ``eval/``
     is an error.
     """
-    from genbench_tasks.evaluation.run import MetricsFile
-
     root = Path(rundir)
     if not root.is_dir():
         raise GenbenchError(f"run directory {root} does not exist")
@@ -226,15 +166,16 @@ def aggregate(
             if d is None:
                 missing.append(MissingCell(label=label, seed=seed, reason="no run directory"))
                 continue
-            path = d / "metrics.json"
+            cell = CellDir(d)
+            path = cell.metrics
             if not path.is_file():
                 missing.append(MissingCell(label=label, seed=seed, reason="no metrics.json (run incomplete)"))
                 continue
             try:
-                mf = MetricsFile.model_validate_json(path.read_text())
-            except Exception as exc:
+                mf = read_model(path, EvalMetrics)
+            except ArtifactError as exc:
                 missing.append(MissingCell(label=label, seed=seed, reason="malformed metrics.json"))
-                warnings.append(f"{path}: malformed ({str(exc).splitlines()[0]})")
+                warnings.append(str(exc))
                 continue
             if mf.seed != seed:
                 warnings.append(f"{path}: says seed {mf.seed} but lies in seed={seed}; using {seed}")
@@ -242,13 +183,9 @@ def aggregate(
                 warnings.append(
                     f"{path}: says label {mf.model_label!r} but lies in {label}/; using {label!r}"
                 )
-            manifest_path = d / "manifest.json"
-            if manifest_path.is_file():
-                try:
-                    blob = json.loads(manifest_path.read_text()).get("sampling")
-                    sampling[json.dumps(blob, sort_keys=True)].append(f"{label}/seed={seed}")
-                except (OSError, ValueError):
-                    warnings.append(f"{manifest_path}: unreadable")
+            manifest = read_optional(cell.manifest, EvalManifest, warnings)
+            if manifest is not None:
+                sampling[json.dumps(manifest.sampling, sort_keys=True)].append(f"{label}/seed={seed}")
             usable_dirs[label][seed] = d
             for family, fm in mf.families.items():
                 seen_families.add(family)
@@ -331,9 +268,7 @@ def aggregate(
     for w in warnings:
         log.warning("%s", w)
     if write:
-        tmp = root / (SUMMARY_NAME + ".tmp")
-        tmp.write_text(summary.model_dump_json(indent=2) + "\n")
-        tmp.replace(root / SUMMARY_NAME)
+        write_model(RunLayout(root).summary, summary)
         log.info(
             "wrote %s: %d runs, %d labels, %d families",
             root / SUMMARY_NAME,
@@ -345,13 +280,10 @@ def aggregate(
 
 
 def load_summary(rundir: str | Path) -> StudySummary:
-    path = Path(rundir) / SUMMARY_NAME
-    try:
-        return StudySummary.model_validate_json(path.read_text())
-    except FileNotFoundError:
-        raise GenbenchError(f"{path} not found; run `genbench aggregate {rundir}` first") from None
-    except Exception as exc:
-        raise GenbenchError(f"{path}: malformed summary ({str(exc).splitlines()[0]})") from exc
+    path = RunLayout(rundir).summary
+    if not path.is_file():
+        raise GenbenchError(f"{path} not found; run `genbench aggregate {rundir}` first")
+    return read_model(path, StudySummary)
 
 
 def format_tables(summary: StudySummary) -> str:

@@ -18,6 +18,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from genbench_tasks.artifacts.comparison import Comparison, ComparisonFile, LabeledRow, SideRef
+from genbench_tasks.artifacts.evaluation import EvalMetrics
+from genbench_tasks.artifacts.io import ArtifactError, read_model, update_model, write_model
+from genbench_tasks.artifacts.layout import COMPARISON, CellDir, RunLayout
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.evaluation.aggregate import load_items, run_dirs
 from genbench_tasks.labels import is_baseline, label_key
@@ -25,35 +29,7 @@ from genbench_tasks.scoring import stats
 
 log = logging.getLogger(__name__)
 
-COMPARISON_NAME = "comparison.json"
-FORMAT_VERSION = 1
-
-
-class SideRef(BaseModel):
-    rundir: str
-    label: str
-    seeds: list[int] = Field(default_factory=list)
-
-
-class LabeledRow(stats.ComparisonRow):
-    """A comparison row that also names its candidate and baseline labels."""
-
-    candidate: str
-    baseline: str
-
-
-class Comparison(BaseModel):
-    candidate: SideRef
-    baseline: SideRef
-    generated_at: str
-    config: stats.CompareConfig
-    rows: list[LabeledRow]
-    warnings: list[str] = Field(default_factory=list)
-
-
-class ComparisonFile(BaseModel):
-    format_version: int = FORMAT_VERSION
-    comparisons: list[Comparison] = Field(default_factory=list)
+COMPARISON_NAME = COMPARISON
 
 
 class Side(BaseModel):
@@ -66,9 +42,9 @@ class Side(BaseModel):
 def labels_of(rundir: str | Path) -> list[str]:
     """Labels with at least one run directory (or, without eval/, in summary.json)."""
     root = Path(rundir)
-    if (root / "eval").is_dir():
+    if RunLayout(root).eval_dir.is_dir():
         return sorted((label for label, seeds in run_dirs(root).items() if seeds), key=label_key)
-    if (root / "summary.json").is_file():
+    if RunLayout(root).summary.is_file():
         from genbench_tasks.evaluation.aggregate import load_summary
 
         return load_summary(root).labels
@@ -77,14 +53,13 @@ def labels_of(rundir: str | Path) -> list[str]:
 
 def load_side(rundir: str | Path, label: str, *, with_items: bool = True) -> Side:
     """Run-level records and per-item results of one label in one run directory."""
-    from genbench_tasks.evaluation.run import MetricsFile
-
     root = Path(rundir)
     if not root.is_dir():
         raise GenbenchError(f"run directory {root} does not exist")
     warnings: list[str] = []
-    if not (root / "eval").is_dir():
-        if not (root / "summary.json").is_file():
+    layout = RunLayout(root)
+    if not layout.eval_dir.is_dir():
+        if not layout.summary.is_file():
             raise GenbenchError(f"{root} has neither eval/ nor summary.json")
         from genbench_tasks.evaluation.aggregate import load_summary
 
@@ -100,14 +75,14 @@ def load_side(rundir: str | Path, label: str, *, with_items: bool = True) -> Sid
     runs: list[stats.RunRecord] = []
     usable = {}
     for seed, d in dirs.items():
-        path = d / "metrics.json"
+        path = CellDir(d).metrics
         if not path.is_file():
             warnings.append(f"{label}/seed={seed}: no metrics.json")
             continue
         try:
-            mf = MetricsFile.model_validate_json(path.read_text())
-        except Exception as exc:
-            warnings.append(f"{path}: malformed ({str(exc).splitlines()[0]})")
+            mf = read_model(path, EvalMetrics)
+        except ArtifactError as exc:
+            warnings.append(str(exc))
             continue
         usable[seed] = d
         runs += [
@@ -155,13 +130,6 @@ def _compare_sides(candidate: Side, baseline: Side, config: stats.CompareConfig)
 
 def write_comparisons(path: str | Path, comparisons: list[Comparison]) -> Path:
     """Merge into ``path``: replace entries for the same (candidate, baseline) sides, keep the others."""
-    path = Path(path)
-    existing = ComparisonFile()
-    if path.is_file():
-        try:
-            existing = ComparisonFile.model_validate_json(path.read_text())
-        except Exception:
-            log.warning("%s: unreadable, overwriting", path)
 
     def key(c: Comparison) -> tuple:
         return (
@@ -172,12 +140,17 @@ def write_comparisons(path: str | Path, comparisons: list[Comparison]) -> Path:
         )
 
     new_keys = {key(c) for c in comparisons}
-    merged = [c for c in existing.comparisons if key(c) not in new_keys] + comparisons
+
+    def merge(existing: ComparisonFile | None) -> ComparisonFile:
+        kept = [c for c in existing.comparisons if key(c) not in new_keys] if existing else []
+        return ComparisonFile(comparisons=kept + comparisons)
+
+    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(ComparisonFile(comparisons=merged).model_dump_json(indent=2) + "\n")
-        tmp.replace(path)
+        update_model(path, ComparisonFile, merge)
+    except ArtifactError as exc:
+        log.warning("%s; overwriting", exc)
+        write_model(path, merge(None))
     except OSError as exc:
         raise GenbenchError(f"cannot write {path}: {exc.strerror}") from exc
     return path

@@ -33,13 +33,24 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, field_validator
 
+from genbench_tasks.artifacts.io import read_model, read_optional, write_bytes
+from genbench_tasks.artifacts.layout import (
+    RUN_HISTORY,
+    RUN_MANIFEST,
+    SUMMARY,
+    PublishedLayout,
+    RunLayout,
+    WorkLayout,
+)
+from genbench_tasks.artifacts.run import RunManifest
+from genbench_tasks.artifacts.summary import StudySummary
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.scoring.detection import Series
 
 log = logging.getLogger(__name__)
 
-HISTORY_DIR = "history"
-RUN_HISTORY_NAME = "history.jsonl"
+HISTORY_DIR = PublishedLayout.HISTORY_DIR
+RUN_HISTORY_NAME = RUN_HISTORY
 REQUIRED = ("night", "version", "seed", "family", "metric", "value")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 
@@ -68,30 +79,33 @@ class HistoryRow(BaseModel):
 # ------------------------------------------------------------------------------------------- writing
 def rows_from_run(rundir: str | Path) -> list[HistoryRow]:
     """History rows of one run directory (``manifest.json`` + ``summary.json``); [] without a summary."""
-    from genbench_tasks.report.data import load_run
-
-    run = load_run(rundir)
-    if run.summary_raw is None or not run.date:
+    layout = RunLayout(Path(rundir))
+    manifest = read_model(layout.manifest, RunManifest)
+    summary = read_optional(layout.summary, StudySummary)
+    if summary is None or not manifest.date:
         return []
-    roles = {name: fam.get("role") for name, fam in (run.summary_raw.get("families") or {}).items()}
-    root = Path(rundir)
+    roles = {name: fam.role for name, fam in summary.families.items()}
     out = []
-    for rec in run.summary_raw.get("runs") or []:
-        rel = f"eval/{rec['version']}/seed={rec['seed']}/samples.{rec['family']}.jsonl"
-        items = f"runs/{run.run_key}/{rel}" if (root / rel).is_file() else None
-        for metric, value in sorted((rec.get("metrics") or {}).items()):
+    for rec in summary.runs:
+        samples = layout.eval_cell(rec.version, rec.seed).samples(rec.family)
+        items = (
+            PublishedLayout.run_file(manifest.run_key, samples.relative_to(layout.root).as_posix())
+            if samples.is_file()
+            else None
+        )
+        for metric, value in sorted(rec.metrics.items()):
             if value is None or not math.isfinite(float(value)):
                 continue
             out.append(
                 HistoryRow(
-                    night=run.date,
-                    run_id=run.run_id,
-                    run_key=run.run_key,
-                    profile=run.manifest.get("profile"),
-                    version=str(rec["version"]),
-                    seed=int(rec["seed"]),
-                    family=str(rec["family"]),
-                    role=roles.get(rec["family"]),
+                    night=manifest.date,
+                    run_id=manifest.run_id,
+                    run_key=manifest.run_key,
+                    profile=manifest.profile,
+                    version=rec.version,
+                    seed=rec.seed,
+                    family=rec.family,
+                    role=roles.get(rec.family),
                     metric=metric,
                     value=float(value),
                     items=items,
@@ -100,30 +114,21 @@ def rows_from_run(rundir: str | Path) -> list[HistoryRow]:
     return out
 
 
-def _jsonl(rows: Iterable[HistoryRow]) -> bytes:
-    return "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows).encode()
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
+def _write_rows(path: Path, rows: Iterable[HistoryRow]) -> Path:
+    data = "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        return write_bytes(path, data)
     except OSError as exc:
         raise GenbenchError(f"cannot write {path}: {exc.strerror}") from exc
-    return path
 
 
 def record_run(rundir: str | Path, history_dir: str | Path | None = None) -> list[HistoryRow]:
     """Write the run's rows to ``RUNDIR/history.jsonl`` and, when given, ``history_dir/<run_key>.jsonl``."""
-    from genbench_tasks.report.data import load_run
-
+    layout = RunLayout(Path(rundir))
     rows = rows_from_run(rundir)
-    data = _jsonl(rows)
-    _write_atomic(Path(rundir) / RUN_HISTORY_NAME, data)
+    _write_rows(layout.history_rows, rows)
     if history_dir is not None:
-        _write_atomic(Path(history_dir) / f"{load_run(rundir).run_key}.jsonl", data)
+        _write_rows(Path(history_dir) / f"{read_model(layout.manifest, RunManifest).run_key}.jsonl", rows)
     return rows
 
 
@@ -143,20 +148,20 @@ def rebuild_history(runs: str | Path, out_dir: str | Path, *, endpoint_url: str 
         with tempfile.TemporaryDirectory(prefix="gb-history-") as tmp:
             for name in names:
                 rd = Path(tmp) / name
-                for rel in ("manifest.json", "summary.json"):
+                for rel in (RUN_MANIFEST, SUMMARY):
                     got = store.get(src.bucket, f"{prefix}{name}/{rel}")
                     if got is not None:
-                        _write_atomic(rd / rel, got[0])
-                _write_atomic(Path(out_dir) / f"{name}.jsonl", _jsonl(rows_from_run(rd)))
+                        write_bytes(rd / rel, got[0])
+                _write_rows(Path(out_dir) / f"{name}.jsonl", rows_from_run(rd))
         return len(names)
     root = Path(runs)
     if not root.is_dir():
         raise GenbenchError(f"runs folder {root} does not exist")
     count = 0
-    for manifest in sorted(root.glob("*/manifest.json")):
+    for manifest in sorted(root.glob(f"*/{RUN_MANIFEST}")):
         rows = rows_from_run(manifest.parent)
         if rows:
-            _write_atomic(Path(out_dir) / f"{rows[0].run_key}.jsonl", _jsonl(rows))
+            _write_rows(Path(out_dir) / f"{rows[0].run_key}.jsonl", rows)
             count += 1
     return count
 
@@ -311,4 +316,4 @@ def series_from_history(
 
 def default_history_dir(work_dir: str | Path) -> Path:
     """The nightly's local history folder: ``<work_dir>/history``."""
-    return Path(work_dir) / HISTORY_DIR
+    return WorkLayout(Path(work_dir)).history

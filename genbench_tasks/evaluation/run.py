@@ -4,7 +4,7 @@ Output directory (``OUT``)::
 
     samples.<family>.jsonl   one line per sample: prompt_id, sample_index, text, reward, passed, reason,
                              reference, n_tokens, finish_reason (sorted by prompt order, then sample index)
-    metrics.json             MetricsFile: per family its role, data_source and RunMetrics (+ flat scalars)
+    metrics.json             EvalMetrics: per family its role, data_source and RunMetrics (+ flat scalars)
     manifest.json            EvalManifest, written last: checkpoint sha256, data hash, seed, sampling
                              parameters, package versions, model label, timings, cache key
 
@@ -21,31 +21,34 @@ point (``genbench worker run CELL_DIR``).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
-import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel
 
+from genbench_tasks.artifacts.evaluation import (
+    FORMAT_VERSION,
+    EvalManifest,
+    EvalMetrics,
+    FamilyMetrics,
+    FamilyTiming,
+    SampleLine,
+)
+from genbench_tasks.artifacts.io import ArtifactError, read_model, write_jsonl, write_model
+from genbench_tasks.artifacts.layout import CellDir, parse_seed_dir
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key, file_sha256
 from genbench_tasks.profiles import EvalSettings
 from genbench_tasks.provenance import package_versions
-from genbench_tasks.scoring.metrics import Embedder, RunMetrics
+from genbench_tasks.scoring.metrics import Embedder
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-METRICS_NAME = "metrics.json"
-SEED_DIR_RE = re.compile(r"^seed=(\d+)$")
 _VERSIONED_PACKAGES = (
     "genbench",
     "torch",
@@ -61,119 +64,12 @@ _VERSIONED_PACKAGES = (
 )
 
 
-def samples_name(family: str) -> str:
-    return f"samples.{family}.jsonl"
-
-
 # ----------------------------------------------------------------------------------------------- models
-class SampleLine(BaseModel):
-    """One line of ``samples.<family>.jsonl``."""
-
-    prompt_id: str
-    sample_index: int
-    text: str
-    reward: float
-    passed: bool
-    reason: str
-    reference: str | None = None
-    n_tokens: int | None = None
-    finish_reason: str | None = None
-
-
-class FamilyMetrics(BaseModel):
-    """Metrics of one family in one run (``metrics.json`` → ``families.<name>``)."""
-
-    family: str
-    role: str | None = None
-    data_source: str | None = None
-    split: str = "test"
-    metrics: RunMetrics
-    flat: dict[str, float | None] = Field(default_factory=dict, description="RunMetrics.flat()")
-    samples_file: str | None = None
-
-
-class MetricsFile(BaseModel):
-    """``metrics.json`` of one run (one model label, one seed).
-
-    Also reads a hand-written shorthand: ``{"label"|"model_label", "seed", "families": {name: {scalar
-    metrics as in RunMetrics.flat(), e.g. "success_rate": 0.5, "bleu": 31.2}}}``.
-    """
-
-    format_version: int = FORMAT_VERSION
-    model_label: str
-    seed: int
-    families: dict[str, FamilyMetrics]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if "model_label" not in data and "label" in data:
-            data["model_label"] = data.pop("label")
-        families = data.get("families")
-        if isinstance(families, dict):
-            data["families"] = {
-                name: _family_shorthand(name, fm) if isinstance(fm, dict) and "metrics" not in fm else fm
-                for name, fm in families.items()
-            }
-        return data
-
-
-def _family_shorthand(name: str, flat: dict[str, Any]) -> dict[str, Any]:
-    """Flat scalar metrics -> FamilyMetrics fields (BLEU without a signature, counts unknown = 0)."""
-    bleu = flat.get("bleu")
-    metrics = {
-        "success_rate": flat.get("success_rate"),
-        "bleu": {"score": bleu, "signature": "", "n_segments": 0} if isinstance(bleu, int | float) else bleu,
-        "consistency": flat.get("consistency"),
-        "reward_mean": flat.get("reward_mean"),
-        "reward_std": flat.get("reward_std"),
-        "pass_at_k": {k.removeprefix("pass@"): v for k, v in flat.items() if k.startswith("pass@")},
-        "n_prompts": flat.get("n_prompts", 0),
-        "n_samples": flat.get("n_samples", 0),
-    }
-    return {"family": name, "role": flat.get("role"), "metrics": metrics}
-
-
-class FamilyTiming(BaseModel):
-    prompts: int
-    samples: int
-    generate_s: float
-    score_s: float
-    metrics_s: float
-
-
-class EvalManifest(BaseModel):
-    """``manifest.json``: everything needed to reproduce or cache one run. Written last."""
-
-    format_version: int = FORMAT_VERSION
-    complete: bool
-    cache_key: str
-    model_label: str
-    seed: int
-    checkpoint: str
-    checkpoint_sha256: str
-    data_dir: str
-    data_hash: str
-    families: list[str]
-    settings: EvalSettings
-    sampling: dict[str, Any]
-    embedder: str | None
-    versions: dict[str, str]
-    platform: dict[str, str]
-    timings: dict[str, Any]
-    started_at: str
-    finished_at: str
-    sandbox: str | None = None  # the isolation that ran code families' samples (None: no code scored)
-
-
 class EvalResult(BaseModel):
     out_dir: str
     cached: bool
     manifest: EvalManifest
-    metrics: MetricsFile
+    metrics: EvalMetrics
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -188,15 +84,8 @@ def checkpoint_sha256(checkpoint_dir: str | Path) -> str:
 
 def default_model_label(out_dir: Path, checkpoint_dir: Path) -> str:
     """``<label>`` of an ``.../eval/<label>/seed=<n>`` output directory, else the checkpoint's name."""
-    if SEED_DIR_RE.match(out_dir.name) and out_dir.parent.name:
-        return out_dir.parent.name
-    return checkpoint_dir.name
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    cell = CellDir(out_dir).label_and_seed()
+    return cell[0] if cell else checkpoint_dir.name
 
 
 def _sampling_key(settings: EvalSettings) -> dict[str, Any]:
@@ -219,19 +108,19 @@ def read_test_rows(data_dir: Path, entry: Any, limit: int | None) -> list[dict]:
 
 
 def _cached(out: Path, key: str) -> EvalResult | None:
-    path = out / MANIFEST_NAME
-    if not path.is_file():
+    cell = CellDir(out)
+    if not cell.manifest.is_file():
         return None
     try:
-        manifest = EvalManifest.model_validate_json(path.read_text())
-        metrics = MetricsFile.model_validate_json((out / METRICS_NAME).read_text())
-    except Exception:
+        manifest = read_model(cell.manifest, EvalManifest)
+        metrics = read_model(cell.metrics, EvalMetrics)
+    except ArtifactError:
         log.info("%s: existing manifest unreadable or incomplete; re-running", out)
         return None
     if not manifest.complete or manifest.cache_key != key:
         log.info("%s: existing run has different inputs; re-running", out)
         return None
-    if any(not (out / samples_name(f)).is_file() for f in manifest.families):
+    if any(not cell.samples(f).is_file() for f in manifest.families):
         return None
     return EvalResult(out_dir=str(out), cached=True, manifest=manifest, metrics=metrics)
 
@@ -272,9 +161,9 @@ def evaluate_checkpoint(
     ckpt, data, out = Path(checkpoint_dir), Path(data_dir), Path(out_dir)
     if not ckpt.is_dir():
         raise GenbenchError(f"checkpoint {ckpt} is not a directory")
-    m = SEED_DIR_RE.match(out.name)
-    if m and int(m.group(1)) != seed:
-        raise GenbenchError(f"output directory {out} is for seed {m.group(1)}, not --seed {seed}")
+    out_seed = parse_seed_dir(out.name)
+    if out_seed is not None and out_seed != seed:
+        raise GenbenchError(f"output directory {out} is for seed {out_seed}, not --seed {seed}")
     label = model_label or default_model_label(out, ckpt)
     manifest = load_manifest(data)
     available = sorted({e.family for e in manifest.datasets if e.format == "rl" and e.split == "test"})
@@ -304,7 +193,7 @@ def evaluate_checkpoint(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GenbenchError(f"cannot write to {out}: {exc.strerror}") from exc
-    (out / MANIFEST_NAME).unlink(missing_ok=True)  # an interrupted re-run must not look complete
+    CellDir(out).manifest.unlink(missing_ok=True)  # an interrupted re-run must not look complete
 
     log.info(
         "evaluating %s (label %s, seed %d, backend %s, K=%d, T=%.2f, top_p=%.2f) on %s",
@@ -376,12 +265,7 @@ def evaluate_checkpoint(
             )
             for g, s in zip(generations, scores, strict=True)
         ]
-        path = out / samples_name(name)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            for line in lines:
-                fh.write(line.model_dump_json() + "\n")
-        os.replace(tmp, path)
+        path = write_jsonl(CellDir(out).samples(name), lines)
         t_metrics = time.monotonic()
         run_metrics = compute_run_metrics(
             [line.model_dump() for line in lines], embedder=embedder, metrics=set(family.metrics)
@@ -411,8 +295,8 @@ def evaluate_checkpoint(
             t_metrics - t_score,
         )
 
-    metrics_file = MetricsFile(model_label=label, seed=seed, families=results)
-    _write_json(out / METRICS_NAME, metrics_file.model_dump(mode="json"))
+    metrics_file = EvalMetrics(model_label=label, seed=seed, families=results)
+    write_model(CellDir(out).metrics, metrics_file)
     timings["total_s"] = round(time.monotonic() - t0, 3)
     eval_manifest = EvalManifest(
         complete=True,
@@ -449,7 +333,7 @@ def evaluate_checkpoint(
         finished_at=datetime.now(timezone.utc).isoformat(),
         sandbox=last_isolation() or None,
     )
-    _write_json(out / MANIFEST_NAME, eval_manifest.model_dump(mode="json"))
+    write_model(CellDir(out).manifest, eval_manifest)
     log.info("wrote %s (%.1fs)", out, timings["total_s"])
     return EvalResult(out_dir=str(out), cached=False, manifest=eval_manifest, metrics=metrics_file)
 

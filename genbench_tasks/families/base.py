@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genbench_tasks.artifacts.summary import Role
 from genbench_tasks.hashing import content_key
 
-Role = Literal["train", "heldout"]
-MetricName = Literal["success", "bleu", "consistency", "reward", "pass_at_k"]
+#: Names of the metric registry (genbench_tasks.artifacts.metrics) a family can compute.
+MetricName = Literal["success_rate", "bleu", "consistency", "reward_mean", "pass@k"]
 
 
 class Example(BaseModel):

@@ -82,7 +82,7 @@ FAMILY = TaskFamily(
     ability="reasoning",
     description="Multi-step arithmetic and ordering-logic word problems; final line 'Answer: X'.",
     system_prompt="Solve the problem step by step, then end with 'Answer: <answer>'.",
-    metrics=("success", "bleu", "consistency", "reward"),
+    metrics=("success_rate", "bleu", "consistency", "reward_mean"),
     builder=build,
     scorer=score,
 )

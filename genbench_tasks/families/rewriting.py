@@ -154,7 +154,7 @@ FAMILY = TaskFamily(
     ability="rewriting",
     description="Rewrite a short text by a stated rule (case, order, substitution, punctuation).",
     system_prompt="You rewrite text exactly as instructed. Reply with the rewritten text only.",
-    metrics=("success", "bleu", "consistency", "reward"),
+    metrics=("success_rate", "bleu", "consistency", "reward_mean"),
     builder=build,
     scorer=score,
 )

@@ -12,7 +12,6 @@ train cell runs verl's own trainer between `verl-preflight` and `verl-finish` (:
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import time
@@ -22,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.io import read_model, write_model
+from genbench_tasks.artifacts.layout import CELL_DONE, CELL_SPEC, CellDir
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.labels import TRL_PPO
@@ -32,8 +33,8 @@ from genbench_tasks.verl import VerlJob, VerlRun, build_job_spec, data_files
 log = logging.getLogger(__name__)
 
 CellKind = Literal["sft", "train", "eval"]
-SPEC_NAME = "cell.json"
-SUCCESS_NAME = "_SUCCESS"
+SPEC_NAME = CELL_SPEC
+SUCCESS_NAME = CELL_DONE
 
 
 class CellSpec(BaseModel):
@@ -57,33 +58,32 @@ class CellSpec(BaseModel):
         return f"genbench-{self.kind}-{label}-s{self.seed}-{self.key[:12]}"
 
     def is_done(self) -> bool:
-        return (Path(self.cell_dir) / SUCCESS_NAME).is_file()
+        return CellDir(Path(self.cell_dir)).done_marker.is_file()
 
 
 def cell_key(kind: CellKind, **inputs) -> str:
     return content_key({"kind": kind, "code": code_version(), **inputs})
 
 
+class CellDone(BaseModel):
+    """The ``_SUCCESS`` marker: written last, its presence makes a cell complete."""
+
+    key: str
+    wall_s: float
+    finished: float
+
+
 def write_spec(spec: CellSpec) -> Path:
-    cell_dir = Path(spec.cell_dir)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    path = cell_dir / SPEC_NAME
-    path.write_text(spec.model_dump_json(indent=2))
-    return path
+    return write_model(CellDir(Path(spec.cell_dir)).spec, spec)
 
 
 def read_spec(cell_dir: str | Path) -> CellSpec:
-    path = Path(cell_dir) / SPEC_NAME
-    if not path.is_file():
-        raise GenbenchError(f"{cell_dir} is not a cell directory (no {SPEC_NAME})")
-    return CellSpec.model_validate_json(path.read_text())
+    return read_model(CellDir(Path(cell_dir)).spec, CellSpec)
 
 
 def mark_done(spec: CellSpec, wall_s: float) -> None:
-    marker = Path(spec.cell_dir) / SUCCESS_NAME
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": spec.key, "wall_s": round(wall_s, 3), "finished": time.time()}))
-    tmp.rename(marker)
+    done = CellDone(key=spec.key, wall_s=round(wall_s, 3), finished=time.time())
+    write_model(CellDir(Path(spec.cell_dir)).done_marker, done)
 
 
 def run_cell(cell_dir: str | Path, printer: Callable[[str], None] = print) -> BaseModel | None:

@@ -6,9 +6,7 @@ plan_run -> build_data -> validate_data -> check_verl_config (per version) -> pl
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import shutil
 import time
 from datetime import datetime, timezone
@@ -17,6 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from genbench_tasks.artifacts.io import update_model, write_model
+from genbench_tasks.artifacts.layout import VERDICTS, CellDir, RunLayout, WorkLayout
+from genbench_tasks.artifacts.run import CheckpointRef, RunManifest, RunStatus
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.labels import SFT, TRL_PPO
 from genbench_tasks.pipeline.cells import CellSpec, cell_key, verl_job, worker_entrypoint, write_spec
@@ -61,7 +62,11 @@ class RunPlan(BaseModel):
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.rundir) / "data"
+        return self.layout.data_dir
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(Path(self.rundir))
 
     def load_profile(self):
         from genbench_tasks.profiles import Profile
@@ -78,33 +83,30 @@ class CellPlan(BaseModel):
         return [self.sft, *self.train, *self.eval]
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
-
-
-def write_run_manifest(plan: RunPlan, **fields) -> dict:
-    path = Path(plan.rundir) / "manifest.json"
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update(
-        {
-            "run_id": plan.run_id,
-            "run_name": plan.run_name,
-            "date": plan.date,
-            "profile": plan.profile_name,
-            "profile_hash": plan.load_profile().config_hash(),
-            "verl_versions": plan.verl_versions,
-            "baseline_version": plan.baseline_version,
-            "seeds": plan.seeds,
-            "families": plan.families,
-            "code_version": plan.code_version,
-        }
-    )
+def write_run_manifest(plan: RunPlan, **fields) -> RunManifest:
+    """Update the run manifest (``RUNDIR/manifest.json``) with the plan and ``fields``: a locked, atomic
+    read-modify-write, so cells and tasks finishing together never lose each other's fields."""
+    planned = {
+        "run_id": plan.run_id,
+        "run_name": plan.run_name,
+        "date": plan.date,
+        "profile": plan.profile_name,
+        "profile_hash": plan.load_profile().config_hash(),
+        "verl_versions": plan.verl_versions,
+        "baseline_version": plan.baseline_version,
+        "seeds": plan.seeds,
+        "families": plan.families,
+        "code_version": plan.code_version,
+    }
     if plan.data_hash is not None:
-        current["data_hash"] = plan.data_hash
-    current.update(fields)
-    current["updated"] = datetime.now(timezone.utc).isoformat()
-    path.write_text(json.dumps(current, indent=2, default=str) + "\n")
-    return current
+        planned["data_hash"] = plan.data_hash
+
+    def update(current: RunManifest | None) -> RunManifest:
+        base = current.model_dump() if current is not None else {}
+        updated = datetime.now(timezone.utc).isoformat()
+        return RunManifest.model_validate({**base, **planned, **fields, "updated": updated})
+
+    return update_model(plan.layout.manifest, RunManifest, update)
 
 
 def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str | None = None) -> RunPlan:
@@ -129,16 +131,16 @@ def plan_run(params: NightlyParams, work_dir: str | Path, run_id: str, date: str
         log.warning("baseline %s is not in this run's versions %s; using %s", baseline, versions, versions[0])
         baseline = versions[0]
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    run_name = f"{date}_{_safe(run_id)}"
-    work = Path(work_dir)
-    rundir = work / "runs" / run_name
+    work = WorkLayout(Path(work_dir))
+    layout = work.run(date, run_id)
+    run_name, rundir = layout.root.name, layout.root
     rundir.mkdir(parents=True, exist_ok=True)
     plan = RunPlan(
         run_id=run_id,
         run_name=run_name,
         date=date,
         rundir=str(rundir),
-        cells_dir=str(work / "cells"),
+        cells_dir=str(work.cells),
         profile_name=profile.name,
         profile=profile.model_dump(mode="json"),
         verl_versions=versions,
@@ -178,9 +180,9 @@ def validate_data(plan: RunPlan) -> dict:
     report = validate_dataset_dir(
         plan.data_dir,
         profile=plan.load_profile(),
-        report_dir=Path(plan.rundir) / "validation",
+        report_dir=plan.layout.validation_dir,
         raise_on_failure=False,
-        cache_dir=work_dir(plan) / "validation-cache",
+        cache_dir=WorkLayout(work_dir(plan)).validation_cache,
     )
     write_run_manifest(plan, validation="passed" if report.success else "failed")
     if not report.success:
@@ -258,7 +260,7 @@ def plan_cells(plan: RunPlan) -> CellPlan:
         for t in train
     ]
     cell_plan = CellPlan(sft=sft, train=train, eval=evals)
-    (Path(plan.rundir) / "cells.json").write_text(cell_plan.model_dump_json(indent=2))
+    write_model(plan.layout.cells, cell_plan)
     done = sum(c.is_done() for c in cell_plan.all())
     log.info("%d cells planned, %d already complete (cached)", len(cell_plan.all()), done)
     return cell_plan
@@ -327,25 +329,26 @@ def pending(cells: list[CellSpec]) -> list[CellSpec]:
 
 def collect(plan: RunPlan, cell_plan: CellPlan) -> dict:
     """Copy finished cells' small artifacts into the run directory layout; report missing ones."""
-    rundir = Path(plan.rundir)
+    layout = plan.layout
     missing = []
     for cell in [cell_plan.sft, *cell_plan.train, *cell_plan.eval]:
         if cell.kind == "sft":
-            dest = rundir / "train" / "sft"
+            dest = layout.train_cell(SFT)
         elif cell.kind == "train":
-            dest = rundir / "train" / cell.label / f"seed={cell.seed}"
+            dest = layout.train_cell(cell.label, cell.seed)
         else:
-            dest = rundir / "eval" / cell.label / f"seed={cell.seed}"
+            dest = layout.eval_cell(cell.label, cell.seed)
         if not cell.is_done():
             missing.append(f"{cell.kind}:{cell.label}:seed={cell.seed}")
             continue
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(cell.cell_dir, dest, ignore=lambda d, names: [n for n in names if n in _NOT_COPIED])
-        if (Path(cell.cell_dir) / "checkpoint").is_dir():
-            (dest / "checkpoint.json").write_text(
-                json.dumps({"cell_key": cell.key, "path": str(Path(cell.cell_dir) / "checkpoint")}, indent=2)
-            )
+        if dest.path.exists():
+            shutil.rmtree(dest.path)
+        shutil.copytree(
+            cell.cell_dir, dest.path, ignore=lambda d, names: [n for n in names if n in _NOT_COPIED]
+        )
+        source = CellDir(Path(cell.cell_dir))
+        if source.checkpoint.is_dir():
+            write_model(dest.checkpoint_ref, CheckpointRef(cell_key=cell.key, path=str(source.checkpoint)))
     if missing:
         log.warning("%d cells missing (failed or not run): %s", len(missing), ", ".join(missing))
     write_run_manifest(plan, missing_cells=missing)
@@ -357,7 +360,7 @@ def work_dir(plan: RunPlan) -> Path:
     return Path(plan.cells_dir).parent
 
 
-VERDICTS_NAME = "verdicts.json"
+VERDICTS_NAME = VERDICTS
 
 
 def detect_regressions(plan: RunPlan) -> dict:
@@ -366,7 +369,7 @@ def detect_regressions(plan: RunPlan) -> dict:
     version vs the baseline since the last change of either side) and write ``verdicts.json``. Tonight's
     version-vs-baseline comparison (single night, with item-level tests) stays in comparison.json as
     descriptive detail."""
-    from genbench_tasks.evaluation.compare import COMPARISON_NAME, compare_versions, write_comparisons
+    from genbench_tasks.evaluation.compare import compare_versions, write_comparisons
     from genbench_tasks.evaluation.history import (
         default_history_dir,
         read_history,
@@ -376,10 +379,10 @@ def detect_regressions(plan: RunPlan) -> dict:
     )
     from genbench_tasks.scoring.detection import detect
 
-    rundir = Path(plan.rundir)
+    rundir, layout = Path(plan.rundir), plan.layout
     compare_versions(rundir, baseline=plan.baseline_version)
-    if not (rundir / COMPARISON_NAME).is_file():
-        write_comparisons(rundir / COMPARISON_NAME, [])
+    if not layout.comparison.is_file():
+        write_comparisons(layout.comparison, [])
     history = default_history_dir(work_dir(plan))
     if not history.is_dir():
         log.warning(
@@ -395,7 +398,7 @@ def detect_regressions(plan: RunPlan) -> dict:
     series, notes = series_from_history(df)
     result = detect(series, baseline=plan.baseline_version, trends=True)
     result.warnings[:0] = notes
-    (rundir / VERDICTS_NAME).write_text(result.model_dump_json(by_alias=True, indent=1) + "\n")
+    write_model(layout.verdicts, result)
     counts: dict[str, int] = {}
     for v in [*result.verdicts, *result.versus_baseline]:
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
@@ -404,7 +407,7 @@ def detect_regressions(plan: RunPlan) -> dict:
     return {"verdicts": counts, "history": str(history)}
 
 
-def mark_finished(plan: RunPlan, status: str) -> None:
+def mark_finished(plan: RunPlan, status: RunStatus) -> None:
     write_run_manifest(
         plan, status=status, finished=datetime.now(timezone.utc).isoformat(), finished_ts=time.time()
     )

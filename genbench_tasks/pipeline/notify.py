@@ -42,15 +42,18 @@ def notify_run(plan, published: dict | None) -> dict:
     """Summarise a finished run: status, verdict counts, report URL."""
     from pathlib import Path
 
-    manifest_path = Path(plan.rundir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    from genbench_tasks.artifacts.io import read_optional
+    from genbench_tasks.artifacts.layout import RunLayout
+    from genbench_tasks.artifacts.run import RunManifest
+
+    manifest = read_optional(RunLayout(Path(plan.rundir)).manifest, RunManifest)
     payload = {
         "event": "genbench.run.finished",
         "run": plan.run_name,
-        "status": manifest.get("status"),
-        "validation": manifest.get("validation"),
-        "verdicts": manifest.get("verdicts", {}),
-        "missing_cells": manifest.get("missing_cells", []),
+        "status": manifest.status if manifest else None,
+        "validation": manifest.validation if manifest else None,
+        "verdicts": (manifest.verdicts or {}) if manifest else {},
+        "missing_cells": manifest.missing_cells if manifest else [],
         "report_url": (published or {}).get("report_url"),
     }
     _send(payload)

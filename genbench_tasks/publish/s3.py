@@ -498,7 +498,7 @@ def publish_run(
     ``verify="readback"`` re-downloads every object instead of trusting S3's checksum. ``on_object`` is
     called with each relative key after it is stored and verified (progress, tests).
     """
-    from genbench_tasks.evaluation.history import HISTORY_DIR, RUN_HISTORY_NAME
+    from genbench_tasks.evaluation.history import HISTORY_DIR
     from genbench_tasks.report.data import IndexEntry, index_entry
 
     t0 = time.monotonic()
@@ -586,7 +586,7 @@ def publish_run(
 
     # 4. the run's history rows next to the reports (rewriting them is idempotent)
     history_rows_uri = None
-    rows_file = root / RUN_HISTORY_NAME
+    rows_file = run.layout.history_rows
     if rows_file.is_file():
         history_dir = dest.join(HISTORY_DIR)
         _put_verified(store, bucket, history_dir, f"{run.run_key}.jsonl", rows_file.read_bytes(), verify)
@@ -601,8 +601,8 @@ def publish_run(
         latest = dest.join("latest")
         latest_html = pages.run_report(base_href=f"../runs/{run.run_key}/").encode()
         _put_verified(store, bucket, latest, "report.html", latest_html, verify, cache_control=NO_CACHE)
-        if run.summary_raw is not None:
-            summary_bytes = (root / "summary.json").read_bytes()
+        if run.study is not None:
+            summary_bytes = run.layout.summary.read_bytes()
             _put_verified(
                 store, bucket, latest, "summary.json", summary_bytes, verify, cache_control=NO_CACHE
             )

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genbench_tasks.artifacts.layout import (
+    COMPARISON,
+    PUBLISHED,
+    RUN_HISTORY,
+    RUN_MANIFEST,
+    SUMMARY,
+    VERDICTS,
+)
 from genbench_tasks.labels import label_key, sort_labels
 from genbench_tasks.report.data import (
     ComparisonView,
@@ -23,26 +31,31 @@ MAX_TREND_CHARTS = 12
 def _header(run: RunData, history_href: str | None) -> dict:
     m = run.manifest
     meta = [
-        ("profile", m.get("profile") or "–"),
-        ("verl", ", ".join(str(v) for v in m.get("verl_versions") or []) or "–"),
-        ("baseline", m.get("baseline_version") or "–"),
-        ("seeds", ", ".join(str(s) for s in m.get("seeds") or []) or "–"),
+        ("profile", m.profile or "–"),
+        ("verl", ", ".join(m.verl_versions) or "–"),
+        ("baseline", m.baseline_version or "–"),
+        ("seeds", ", ".join(str(s) for s in m.seeds) or "–"),
     ]
     hashes = [
-        (k.replace("_", " "), str(m[k])[:16])
-        for k in ("code_version", "data_hash", "profile_hash")
-        if m.get(k)
+        (key.replace("_", " "), value[:16])
+        for key, value in (
+            ("code_version", m.code_version),
+            ("data_hash", m.data_hash),
+            ("profile_hash", m.profile_hash),
+        )
+        if value
     ]
-    links = [("manifest.json", "manifest.json")]
-    if run.summary_raw is not None:
-        links.append(("summary.json", "summary.json"))
+    layout = run.layout
+    links = [(RUN_MANIFEST, RUN_MANIFEST)]
+    if run.study is not None:
+        links.append((SUMMARY, SUMMARY))
     if run.verdicts is not None:
-        links.append(("verdicts.json", "verdicts.json"))
-    if (run.root / "history.jsonl").is_file():
-        links.append(("history rows", "history.jsonl"))
-    if (run.root / "comparison.json").is_file():
-        links.append(("comparison.json", "comparison.json"))
-    links.append(("published objects", "published.json"))
+        links.append((VERDICTS, VERDICTS))
+    if layout.history_rows.is_file():
+        links.append(("history rows", RUN_HISTORY))
+    if layout.comparison.is_file():
+        links.append((COMPARISON, COMPARISON))
+    links.append(("published objects", PUBLISHED))
     if history_href:
         links.insert(0, ("history of all runs", history_href))
     return {"meta": meta, "hashes": hashes, "links": links}
@@ -50,7 +63,8 @@ def _header(run: RunData, history_href: str | None) -> dict:
 
 def _warnings(run: RunData) -> list[str]:
     items = list(run.summary.warnings) if run.summary else []
-    missing = run.manifest.get("missing_cells") or []
+    items += run.read_warnings
+    missing = run.manifest.missing_cells
     if missing:
         items.append(f"{len(missing)} cells missing (failed or not run): {', '.join(map(str, missing))}")
     if run.summary is None:
@@ -184,10 +198,7 @@ def _family(fam: FamilyView) -> dict:
 
 def _baselines(run: RunData) -> list:
     """verl minus each of the study's baselines (SFT only, traditional PPO), per family and metric."""
-    from genbench_tasks.scoring.stats import BaselineDiff
-
-    raw = (run.summary_raw or {}).get("baseline_differences") or []
-    diffs = [BaselineDiff.model_validate(d) for d in raw]
+    diffs = run.study.baseline_differences if run.study else []
     return sorted(diffs, key=lambda d: (d.family, d.metric, label_key(d.baseline), label_key(d.version)))
 
 
@@ -213,9 +224,7 @@ def _training(run: RunData) -> list:
 
 
 def _datasets(run: RunData) -> list[tuple]:
-    return [
-        (d.get("name") or d.get("family") or "?", d.get("split", ""), d.get("rows", "")) for d in run.datasets
-    ]
+    return [(d.name, d.split, d.rows) for d in run.datasets]
 
 
 def _size(n: int) -> str:
@@ -254,7 +263,7 @@ def render_run_report(
     ``base_href``: set when the page is served from elsewhere than the run root (``latest/``).
     """
     run = rundir if isinstance(rundir, RunData) else load_run(rundir)
-    stamp = run.manifest.get("finished") or run.manifest.get("updated") or ""
+    stamp = run.manifest.finished or run.manifest.updated or ""
     return render(
         "run.html",
         title=f"genbench {run.run_key}",

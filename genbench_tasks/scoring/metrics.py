@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from genbench_tasks.artifacts.metrics import FAMILY_METRICS, BleuResult, RunMetrics
 from genbench_tasks.errors import GenbenchError
 
 __all__ = [
@@ -48,7 +49,8 @@ __all__ = [
     "success_rate",
 ]
 
-METRIC_NAMES: frozenset[str] = frozenset({"success", "bleu", "consistency", "reward", "pass_at_k"})
+#: The metrics a family can ask for, by their registry names (:mod:`genbench_tasks.artifacts.metrics`).
+METRIC_NAMES: frozenset[str] = FAMILY_METRICS
 
 
 class SampleRecord(BaseModel):
@@ -62,43 +64,6 @@ class SampleRecord(BaseModel):
     reward: float
     passed: bool
     reference: str | None = None
-
-
-class BleuResult(BaseModel):
-    """Corpus BLEU-4 with the sacrebleu signature that makes it reproducible."""
-
-    score: float
-    signature: str
-    n_segments: int
-
-
-class RunMetrics(BaseModel):
-    """Metrics of one run. A metric that was not requested (or cannot be computed) is None."""
-
-    success_rate: float | None = Field(None, description="fraction of samples with passed=True")
-    bleu: BleuResult | None = Field(None, description="sacrebleu corpus BLEU-4 over samples with a reference")
-    consistency: float | None = Field(
-        None, description="mean pairwise cosine within prompt, mean over prompts"
-    )
-    reward_mean: float | None = Field(None, description="mean reward over samples")
-    reward_std: float | None = Field(None, description="population std (ddof=0) of reward over samples")
-    pass_at_k: dict[int, float] = Field(
-        default_factory=dict, description="unbiased pass@k, mean over prompts"
-    )
-    n_prompts: int
-    n_samples: int
-
-    def flat(self) -> dict[str, float | None]:
-        """Scalar metrics keyed as :mod:`genbench_tasks.scoring.stats` expects (``pass@k`` for pass@k)."""
-        out: dict[str, float | None] = {
-            "success_rate": self.success_rate,
-            "bleu": self.bleu.score if self.bleu is not None else None,
-            "consistency": self.consistency,
-            "reward_mean": self.reward_mean,
-            "reward_std": self.reward_std,
-        }
-        out.update({f"pass@{k}": v for k, v in sorted(self.pass_at_k.items())})
-        return out
 
 
 @runtime_checkable
@@ -271,15 +236,15 @@ def compute_run_metrics(
     out = RunMetrics(n_prompts=len({r.prompt_id for r in records}), n_samples=len(records))
     if not records:
         return out
-    if "success" in metrics:
+    if "success_rate" in metrics:
         out.success_rate = success_rate(records)
-    if "reward" in metrics:
+    if "reward_mean" in metrics:
         out.reward_mean = reward_mean(records)
         out.reward_std = reward_std(records)
     if "bleu" in metrics:
         out.bleu = _bleu_of_records(records)
     if "consistency" in metrics:
         out.consistency = consistency(records, embedder)
-    if "pass_at_k" in metrics:
+    if "pass@k" in metrics:
         out.pass_at_k = pass_at_k(records)
     return out

@@ -59,18 +59,30 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from scipy import stats as sps
 
+from genbench_tasks.artifacts.comparison import CompareConfig, ComparisonRow
+from genbench_tasks.artifacts.metrics import higher_is_better
+from genbench_tasks.artifacts.summary import (
+    BaselineDiff,
+    FamilyTables,
+    GapRow,
+    ItemResult,
+    Role,
+    RunRecord,
+    StudyTables,
+    Summary,
+    Table1Row,
+    Table2Row,
+)
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.families.base import Role
 from genbench_tasks.labels import label_key
 
 __all__ = [
-    "DEFAULT_MIN_EFFECT",
     "CompareConfig",
     "ComparisonRow",
     "FamilyTables",
@@ -96,66 +108,11 @@ __all__ = [
     "welch_test",
 ]
 
-Verdict = Literal["regression", "improvement", "no change", "insufficient data"]
-StabilityVerdict = Literal["variance increase", "no change", "insufficient data"]
-
-#: Smallest absolute difference worth flagging, per metric (success/consistency/pass@k are fractions in
-#: [0, 1], BLEU is in points 0-100, reward in the task's reward units).
-DEFAULT_MIN_EFFECT: dict[str, float] = {
-    "success_rate": 0.02,
-    "bleu": 1.0,
-    "consistency": 0.02,
-    "reward_mean": 0.02,
-    "reward_std": 0.02,
-    "pass@*": 0.02,
-}
-
 _ITEM_FIELD = {"success_rate": "passed", "reward_mean": "reward", "bleu": "hypothesis"}
 _CHUNK = 2_000_000  # max elements of one bootstrap block
 
 
-# ----------------------------------------------------------------------------------------------- models
-class Summary(BaseModel):
-    """Mean of n values with sample std (ddof=1) and a 95% percentile-bootstrap CI of the mean."""
-
-    n: int
-    mean: float | None
-    std: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-
-class RunRecord(BaseModel):
-    """One evaluation run: a (version, family, seed) with its scalar metrics."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    version: str
-    family: str
-    seed: int
-    metrics: dict[str, float | None]
-
-
-class BaselineDiff(BaseModel):
-    """A verl version minus one of the study's baseline rows (SFT, traditional PPO), across seeds.
-
-    ``diff`` = mean over the version's seeds minus mean over the baseline's; ``ci_*`` a percentile-bootstrap
-    interval (sides resampled independently); ``p_value`` Welch's two-sided test. Descriptive: the nightly's
-    verdicts come from the history (``scoring.detection``), not from these rows.
-    """
-
-    version: str
-    baseline: str
-    family: str
-    metric: str
-    n_version: int
-    n_baseline: int
-    diff: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    p_value: float | None = None
-
-
+# ---------------------------------------------------------------------------------------------- tables
 def baseline_differences(
     runs: Iterable[RunRecord | Mapping[str, Any]],
     baselines: Sequence[str],
@@ -198,67 +155,6 @@ def baseline_differences(
     return out
 
 
-class Table1Row(BaseModel):
-    """Table 1: metric summaries across seeds for one version."""
-
-    version: str
-    n_runs: int
-    success_rate: Summary
-    bleu: Summary
-    consistency: Summary
-    reward_mean: Summary
-
-
-class Table2Row(BaseModel):
-    """Table 2: seed-to-seed spread for one version.
-
-    ``success_rate_std`` is the sample std (ddof=1) across seeds of the per-run success rate;
-    ``reward_std`` is the sample std (ddof=1) across seeds of the per-run *reward mean* (not the within-run
-    reward std). None with fewer than 2 runs.
-    """
-
-    version: str
-    n_runs: int
-    success_rate_std: float | None
-    reward_std: float | None
-
-
-class FamilyTables(BaseModel):
-    family: str
-    role: Role | None
-    table1: list[Table1Row]
-    table2: list[Table2Row]
-
-
-class GapRow(BaseModel):
-    """Generalization gap of one version: in-domain minus held-out success, per seed then summarized.
-
-    For each seed with both kinds of family: ``in_domain`` = mean success over train-role families,
-    ``heldout`` = mean over heldout families, gap = their difference. ``gap`` summarizes the per-seed gaps
-    (mean, ddof=1 std, bootstrap-over-seeds CI).
-    """
-
-    version: str
-    n_seeds: int
-    in_domain_success: float | None
-    heldout_success: float | None
-    gap: Summary
-
-
-class StudyTables(BaseModel):
-    families: dict[str, FamilyTables]
-    generalization_gap: list[GapRow]
-
-
-class ItemResult(BaseModel):
-    """Results of one item on one side, one entry per seed (run), in any consistent seed order."""
-
-    passed: list[bool] | None = None
-    reward: list[float] | None = None
-    hypothesis: list[str] | None = None
-    reference: str | None = None
-
-
 class PairedResult(BaseModel):
     """Item-level comparison of one metric (see module docstring for the tests)."""
 
@@ -274,75 +170,7 @@ class PairedResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class CompareConfig(BaseModel):
-    """Settings of :func:`compare`."""
-
-    alpha: float = 0.05
-    power: float = 0.8
-    confidence: float = 0.95
-    n_bootstrap: int = 10_000
-    n_bootstrap_items: int = 4_000
-    n_bootstrap_bleu: int = 1_000
-    seed: int = 0
-    #: absolute minimum effect per metric; merged over :data:`DEFAULT_MIN_EFFECT`; ``pass@*`` matches pass@k
-    min_effect: dict[str, float] = Field(default_factory=dict)
-    #: direction overrides; default: metrics ending in ``_std`` are lower-is-better, all others higher
-    higher_is_better: dict[str, bool] = Field(default_factory=dict)
-    #: use the item-level p (when available) as the row's primary p. Off by default: the item-level tests
-    #: condition on the trained seeds and over-reject when seeds differ (see module docstring)
-    prefer_paired: bool = False
-    #: restrict to these metrics (default: every metric present in the runs)
-    metrics: list[str] | None = None
-
-    def min_effect_for(self, metric: str) -> float:
-        table = {**DEFAULT_MIN_EFFECT, **self.min_effect}
-        if metric in table:
-            return table[metric]
-        if metric.startswith("pass@"):
-            return table.get("pass@*", 0.0)
-        return 0.0
-
-    def higher_is_better_for(self, metric: str) -> bool:
-        return self.higher_is_better.get(metric, higher_is_better(metric))
-
-
-class ComparisonRow(BaseModel):
-    """Candidate vs baseline on one (family, metric). ``diff`` is always candidate minus baseline."""
-
-    family: str
-    metric: str
-    higher_is_better: bool
-    n_candidate: int
-    n_baseline: int
-    mean_candidate: float | None
-    mean_baseline: float | None
-    std_candidate: float | None
-    std_baseline: float | None
-    diff: float | None
-    diff_ci: tuple[float, float] | None
-    p_welch: float | None
-    paired_test: str | None = None
-    diff_paired: float | None = None
-    diff_ci_paired: tuple[float, float] | None = None
-    p_paired: float | None = None
-    p_adjusted: float | None = None
-    p_variance: float | None = None
-    p_variance_adjusted: float | None = None
-    min_effect: float
-    min_detectable_effect: float | None
-    min_detectable_effect_paired: float | None = None
-    verdict: Verdict
-    stability_verdict: StabilityVerdict
-    notes: list[str] = Field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------------------------- helpers
-def higher_is_better(metric: str) -> bool:
-    """Default direction: ``*_std`` metrics are lower-is-better; success, BLEU, consistency, reward, pass@k
-    are higher-is-better."""
-    return not metric.endswith("_std")
-
-
 def _clean(values: Iterable[float | None]) -> np.ndarray:
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
     return arr[np.isfinite(arr)]

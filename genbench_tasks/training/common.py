@@ -4,7 +4,6 @@ and a sampled reward evaluation."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.io import file_lock, write_text
 from genbench_tasks.errors import GenbenchError
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,8 @@ def training_prompts(
 
 
 def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    """A small state file (sorted keys) through the artifacts' atomic writer."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def commit_dir(tmp: Path, final: Path) -> None:
@@ -138,16 +137,8 @@ def commit_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-@contextlib.contextmanager
-def dir_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on `path` (a lock file), so parallel seeds build shared stages once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+#: Exclusive lock on a lock file, so parallel seeds build shared stages once.
+dir_lock = file_lock
 
 
 @torch.no_grad()

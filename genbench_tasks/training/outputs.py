@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.layout import CELL_MANIFEST, CHECKPOINT_DIR, TRAIN_METRICS
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import file_sha256
 from genbench_tasks.training.common import commit_dir
 
-METRICS_FILE = "metrics.jsonl"
-MANIFEST_FILE = "manifest.json"
-CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = TRAIN_METRICS
+MANIFEST_FILE = CELL_MANIFEST  # TrainManifest (genbench_tasks.artifacts.training)
 TIMING_KEYS = ("step_time",)  # the only non-deterministic metric fields
 
 VERSIONED_PACKAGES = (

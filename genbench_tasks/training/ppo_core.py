@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from genbench_tasks.artifacts.io import write_model
+from genbench_tasks.artifacts.training import TrainManifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -578,7 +580,6 @@ def _train_run(
     wall = round(time.time() - started, 3)
     peak = peak_rss_mb()
     manifest = {
-        "kind": "genbench.train_run",
         "backend": "verl-core",
         "profile": profile.name,
         "seed": seed,
@@ -603,7 +604,7 @@ def _train_run(
         "outputs": {"checkpoint": "checkpoint", "metrics": METRICS_FILE, "state": STATE_DIR},
         "hostname": hostname(),
     }
-    write_json(out / MANIFEST_FILE, manifest)
+    write_model(out / MANIFEST_FILE, TrainManifest.model_validate(manifest))
     printer(
         f"[genbench] done: reward {reward_first:.4f} -> {reward_last:.4f}, {wall:.1f}s, "
         f"peak RSS {peak:.0f} MB -> {out}"

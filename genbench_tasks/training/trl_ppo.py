@@ -54,6 +54,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from genbench_tasks.artifacts.io import ArtifactError, read_model, write_model
+from genbench_tasks.artifacts.training import TrainManifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -64,7 +66,6 @@ from genbench_tasks.training.common import (
     deterministic_torch,
     seed_everything,
     training_prompts,
-    write_json,
 )
 from genbench_tasks.training.outputs import (
     CHECKPOINT_DIR,
@@ -473,12 +474,16 @@ def _complete_run(out: Path, profile: Profile, seed: int, data_dir: str | Path) 
     path = out / MANIFEST_FILE
     if not path.is_file() or not (out / CHECKPOINT_DIR / "config.json").is_file():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = read_model(path, TrainManifest)
+    except ArtifactError:
+        return None
     config = resolved_config(profile, seed)
-    same = manifest.get("config_sha256") == content_key(config, length=None) and manifest.get(
-        "datasets", {}
-    ).get("content_hash") == datasets_record(data_dir).get("content_hash")
-    return TrainResult.model_validate(manifest["result"]) if same and "result" in manifest else None
+    same = (
+        manifest.config_sha256 == content_key(config, length=None)
+        and manifest.datasets.content_hash == datasets_record(data_dir)["content_hash"]
+    )
+    return TrainResult.model_validate(manifest.result) if same and manifest.result is not None else None
 
 
 def _train_run(
@@ -598,7 +603,6 @@ def _train_run(
         peak_rss_mb=peak,
     )
     manifest = {
-        "kind": "genbench.train_run",
         "backend": BACKEND,
         "profile": profile.name,
         "seed": seed,
@@ -628,7 +632,7 @@ def _train_run(
         "hostname": hostname(),
         "result": result.model_dump(),
     }
-    write_json(out / MANIFEST_FILE, manifest)
+    write_model(out / MANIFEST_FILE, TrainManifest.model_validate(manifest))
     printer(
         f"[genbench] done: reward {reward_first:.4f} -> {reward_last:.4f}, {wall:.1f}s, "
         f"peak RSS {peak:.0f} MB -> {out}"

@@ -4,6 +4,12 @@ solutions in the sandbox, cross-split leak/contamination/near-duplicate checks, 
 Great Expectations is imported only when a validation runs (the Airflow DAG imports this package).
 """
 
+from genbench_tasks.artifacts.validation import (
+    CrossCheckResult,
+    DatasetResult,
+    FailedExpectation,
+    ValidationReport,
+)
 from genbench_tasks.validation.contamination import (
     TextItem,
     heldout_leak_check,
@@ -13,12 +19,6 @@ from genbench_tasks.validation.contamination import (
     word_tokens,
 )
 from genbench_tasks.validation.manifest import check_manifest
-from genbench_tasks.validation.report import (
-    CrossCheckResult,
-    DatasetResult,
-    FailedExpectation,
-    ValidationReport,
-)
 from genbench_tasks.validation.validate import expected_rows, read_dataset, validate_dataset_dir
 
 __all__ = [

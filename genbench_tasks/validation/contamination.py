@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from genbench_tasks.validation.report import MAX_SAMPLE_ROWS, CrossCheckResult
+from genbench_tasks.artifacts.validation import MAX_SAMPLE_ROWS, CrossCheckResult
 
 WORD_RE = re.compile(r"\w+")
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")

@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from genbench_tasks.artifacts.validation import MAX_SAMPLE_ROWS, FailedExpectation
 from genbench_tasks.families import TaskFamily
 from genbench_tasks.validation.contamination import TextItem
-from genbench_tasks.validation.report import MAX_SAMPLE_ROWS, FailedExpectation
 
 ROLES = ("system", "user", "assistant")
 TURN_LENGTH = {"system": (1, 4_000), "user": (8, 16_000), "assistant": (1, 16_000)}

@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from genbench_tasks.artifacts.validation import MAX_SAMPLE_ROWS, FailedExpectation
 from genbench_tasks.families import TaskFamily
-from genbench_tasks.validation.report import MAX_SAMPLE_ROWS, FailedExpectation
 
 DATA_DOCS_SITE = "genbench"
 

@@ -11,6 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from genbench_tasks.artifacts.io import read_model, write_model
+from genbench_tasks.artifacts.validation import (
+    MAX_SAMPLE_ROWS,
+    REPORT_NAME,
+    CrossCheckResult,
+    DatasetResult,
+    ValidationReport,
+)
 from genbench_tasks.data.build import (
     RL_SCHEMA,
     SFT_SCHEMA,
@@ -29,13 +37,6 @@ from genbench_tasks.validation.contamination import (
     ngram_contamination_check,
 )
 from genbench_tasks.validation.manifest import check_manifest
-from genbench_tasks.validation.report import (
-    MAX_SAMPLE_ROWS,
-    REPORT_NAME,
-    CrossCheckResult,
-    DatasetResult,
-    ValidationReport,
-)
 from genbench_tasks.validation.rows import (
     RowChecks,
     add_reference_results,
@@ -275,7 +276,7 @@ def _cached_report(
     """The passing report of identical inputs (every file was just re-hashed by read_dataset), if kept."""
     if cache_dir is None or not (Path(cache_dir) / key / REPORT_NAME).is_file():
         return None
-    cached = ValidationReport.model_validate_json((Path(cache_dir) / key / REPORT_NAME).read_text())
+    cached = read_model(Path(cache_dir) / key / REPORT_NAME, ValidationReport)
     report = cached.model_copy(
         update={
             "data_dir": data_dir,
@@ -290,11 +291,7 @@ def _cached_report(
 
 
 def _store_report(cache_dir: str | Path, key: str, report: ValidationReport) -> None:
-    target = Path(cache_dir) / key
-    target.mkdir(parents=True, exist_ok=True)
-    tmp = target / (REPORT_NAME + ".tmp")
-    tmp.write_text(report.model_dump_json(indent=2))
-    tmp.replace(target / REPORT_NAME)
+    write_model(Path(cache_dir) / key / REPORT_NAME, report)
 
 
 def _run_references(jobs: list[tuple[str, str, str, str]], workers: int | None) -> tuple[list, float]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import fcntl
 import importlib.util
 import json
 import logging
@@ -35,6 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from genbench_tasks.artifacts.io import file_lock
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import file_sha256
 
@@ -213,16 +213,6 @@ def wheel_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return cache_root(cache_dir) / "verl-wheels"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _download_wheel(version: str, dest: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".download-"))
     cmd = [
@@ -251,7 +241,7 @@ def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None
     if (dest / ".complete").is_file():
         return dest
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".verl-{version}.lock"):
+    with file_lock(root / f".verl-{version}.lock"):
         if (dest / ".complete").is_file():
             return dest
         wheel = next(iter(sorted(root.glob(f"verl-{version}-*.whl"))), None)

@@ -1,4 +1,5 @@
-"""Structured validation results: per-dataset expectation failures, cross-split checks, a readable summary."""
+"""``validation/validation_report.json``: per-dataset expectation failures, cross-split checks, a readable
+summary (written by ``validation.validate``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from genbench_tasks.artifacts.io import write_model
+from genbench_tasks.artifacts.layout import VALIDATION_REPORT
+
 MAX_SAMPLE_ROWS = 5
-REPORT_NAME = "validation_report.json"
+REPORT_NAME = VALIDATION_REPORT
 
 
 class FailedExpectation(BaseModel):
@@ -106,9 +110,7 @@ class ValidationReport(BaseModel):
         return "\n".join(lines)
 
     def write(self) -> Path:
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        self.report_path.write_text(json.dumps(self.model_dump(mode="json"), indent=2, default=str) + "\n")
-        return self.report_path
+        return write_model(self.report_path, self)
 
 
 def _clip(text: str, limit: int) -> str:

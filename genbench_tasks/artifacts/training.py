@@ -1,0 +1,57 @@
+"""``train/<label>/seed=<n>/manifest.json``: what a PPO run (verl-core or trl-ppo) was and produced."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class DatasetsRecord(BaseModel):
+    """Hashes of the dataset directory a run trained on."""
+
+    manifest_sha256: str
+    content_hash: str
+    data_seed: int
+    files: dict[str, str]
+
+
+class SFTRecord(BaseModel):
+    dir: str
+    checkpoint: str
+    key: str
+    val_sampled: dict[str, Any]
+    val_greedy: dict[str, Any]
+
+
+class TrainManifest(BaseModel):
+    """Written last by every PPO backend (its presence with a checkpoint marks a complete run)."""
+
+    kind: Literal["genbench.train_run"] = "genbench.train_run"
+    backend: str
+    profile: str
+    seed: int
+    #: backend identity: ``verl`` (expected version + adapter description) or ``trl`` (version, trainer)
+    verl: dict[str, Any] | None = None
+    trl: dict[str, Any] | None = None
+    config: dict[str, Any]
+    config_sha256: str
+    datasets: DatasetsRecord
+    sft: SFTRecord
+    packages: dict[str, str]
+    git_revision: str | None
+    threads: int
+    started_at: str
+    finished_at: str
+    wall_time_s: float
+    train_time_s: float
+    peak_rss_mb: float
+    steps: int
+    resumed_from_step: int | None
+    reward_first: float
+    reward_last: float
+    metrics_sha256: str
+    outputs: dict[str, str]
+    hostname: str
+    #: the backend's TrainResult (trl-ppo: returned again when the run is found complete)
+    result: dict[str, Any] | None = None
