@@ -78,7 +78,10 @@ def write_spec(spec: CellSpec) -> Path:
 
 
 def read_spec(cell_dir: str | Path) -> CellSpec:
-    return read_model(CellDir(Path(cell_dir)).spec, CellSpec)
+    path = CellDir(Path(cell_dir)).spec
+    if not path.is_file():
+        raise GenbenchError(f"{cell_dir} is not a cell directory (no {path.name})")
+    return read_model(path, CellSpec)
 
 
 def mark_done(spec: CellSpec, wall_s: float) -> None:
