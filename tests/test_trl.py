@@ -344,3 +344,16 @@ def test_checkpoint_evaluates_with_genbench_eval(runs, ws, tmp_path):
     assert set(metrics.families) == {"rewriting", "reasoning", "code_generation"}
     for fam in metrics.families.values():
         assert fam.metrics.n_prompts == 2
+
+
+def test_genbench_train_backend_trl_ppo_gives_the_same_run(runs, ws, sft, tmp_path, capsys):
+    """`genbench train --backend trl-ppo` is the cell's training, same seed -> the same metrics."""
+    from genbench_tasks.cli import main
+
+    result, _ = runs("a", 0)
+    out = tmp_path / "cli-run"
+    argv = ["train", "--backend", "trl-ppo", "--profile", str(ws["yaml"]), "--seed", "0"]
+    argv += ["--data", str(ws["data"]), "--sft-dir", str(sft.sft_dir), "--out", str(out)]
+    assert main(argv) == 0
+    assert _metrics(out) == _metrics(result.run_dir)
+    assert (out / "checkpoint").is_dir() and '"backend": "trl-ppo"' in capsys.readouterr().out
