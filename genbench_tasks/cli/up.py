@@ -55,6 +55,8 @@ def _up(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C stops everything even when we were started with SIGINT ignored (nohup, `cmd &` in a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         info = deployment.start()
         print(
