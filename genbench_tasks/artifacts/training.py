@@ -55,3 +55,13 @@ class TrainManifest(BaseModel):
     hostname: str
     #: the backend's TrainResult (trl-ppo: returned again when the run is found complete)
     result: dict[str, Any] | None = None
+
+
+class VerlLaunchRecord(BaseModel):
+    """``verl_launch.json`` in a production verl job's output: written by the preflight on the worker, read
+    by the finish step (the run's wall time starts here)."""
+
+    started: float  # epoch seconds
+    verl: str
+    vllm: str
+    host: str
