@@ -65,3 +65,23 @@ class VerlLaunchRecord(BaseModel):
     verl: str
     vllm: str
     host: str
+
+
+class PpoStateRecord(BaseModel):
+    """``state/step_<n>/state.json`` of a verl-core run: what a resumed run must match and restore."""
+
+    step: int
+    kl_coef: float
+    seed: int
+    resume_key: str
+
+
+class TinyModelRecord(BaseModel):
+    """``genbench_tiny.json`` beside the tiny default model: the inputs it was built from (its cache key)."""
+
+    key: str
+    seed: int
+    settings: dict[str, Any]
+    vocab_size: int
+    parameters: int
+    corpus_texts: int
