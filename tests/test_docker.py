@@ -271,7 +271,7 @@ def test_connection_and_variable_values_parse_as_the_code_expects(compose, env_b
 
     from genbench_tasks.pipeline.ray_operator import ray_address_from_connection
     from genbench_tasks.profiles import load_profile
-    from genbench_tasks.publish.s3 import S3Uri
+    from genbench_tasks.s3_client import S3Uri
 
     services = compose["services"]
     for name in _airflow_services(compose):

@@ -28,10 +28,10 @@ from genbench_tasks.evaluation.aggregate import aggregate
 from genbench_tasks.families import get_family
 from genbench_tasks.pipeline.nightly import NightlyParams, detect_regressions, mark_finished, plan_run
 from genbench_tasks.pipeline.publishing import run_status
-from genbench_tasks.publish.s3 import S3Store, publish_run
+from genbench_tasks.publish.s3 import publish_run
 from genbench_tasks.report import RunPages
 from genbench_tasks.rewards import score_many
-from genbench_tasks.s3_client import s3_client
+from genbench_tasks.s3_client import S3Store, s3_client
 from genbench_tasks.scoring.metrics import compute_run_metrics
 
 pytestmark = pytest.mark.integration

@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 
 from genbench_tasks.errors import GenbenchError
-from genbench_tasks.publish.s3 import (
-    PublishError,
+from genbench_tasks.publish.s3 import PublishError, publish_run
+from genbench_tasks.report import RunPages
+from genbench_tasks.s3_client import (
     S3Store,
     S3Uri,
     TransferSettings,
     content_type_for,
     file_digests,
-    publish_run,
+    s3_client,
 )
-from genbench_tasks.report import RunPages
-from genbench_tasks.s3_client import s3_client
 from tests.fixtures.rundir import make_rundir
 
 pytestmark = pytest.mark.integration

@@ -223,9 +223,9 @@ def test_fixture_reads_back_with_the_pipeline_models(tmp_path):
 @pytest.mark.integration
 def test_reports_render_in_chromium_from_s3(tmp_path, s3_server, chromium):
     """Publish three nightlies, then load report.html and index.html from the S3 endpoint in Chromium."""
-    from genbench_tasks.publish import S3Store, publish_run
+    from genbench_tasks.publish import publish_run
     from genbench_tasks.report import RunPages
-    from genbench_tasks.s3_client import s3_client
+    from genbench_tasks.s3_client import S3Store, s3_client
 
     bucket = f"gb-{uuid.uuid4().hex[:12]}"
     s3_client(s3_server).create_bucket(Bucket=bucket)

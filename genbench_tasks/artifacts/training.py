@@ -55,3 +55,33 @@ class TrainManifest(BaseModel):
     hostname: str
     #: the backend's TrainResult (trl-ppo: returned again when the run is found complete)
     result: dict[str, Any] | None = None
+
+
+class VerlLaunchRecord(BaseModel):
+    """``verl_launch.json`` in a production verl job's output: written by the preflight on the worker, read
+    by the finish step (the run's wall time starts here)."""
+
+    started: float  # epoch seconds
+    verl: str
+    vllm: str
+    host: str
+
+
+class PpoStateRecord(BaseModel):
+    """``state/step_<n>/state.json`` of a verl-core run: what a resumed run must match and restore."""
+
+    step: int
+    kl_coef: float
+    seed: int
+    resume_key: str
+
+
+class TinyModelRecord(BaseModel):
+    """``genbench_tiny.json`` beside the tiny default model: the inputs it was built from (its cache key)."""
+
+    key: str
+    seed: int
+    settings: dict[str, Any]
+    vocab_size: int
+    parameters: int
+    corpus_texts: int

@@ -68,7 +68,7 @@ def _endpoint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace, transfer=None):
-    from genbench_tasks.publish.s3 import S3Store
+    from genbench_tasks.s3_client import S3Store
 
     if args.aws_conn_id:
         return S3Store.from_airflow(args.aws_conn_id, transfer=transfer)
@@ -80,8 +80,9 @@ def _publish(args: argparse.Namespace) -> int:
 
     from genbench_tasks.artifacts.layout import RunLayout
     from genbench_tasks.errors import GenbenchError
-    from genbench_tasks.publish.s3 import MiB, S3Uri, TransferSettings, publish_run
+    from genbench_tasks.publish.s3 import publish_run
     from genbench_tasks.report import RunPages
+    from genbench_tasks.s3_client import MiB, S3Uri, TransferSettings
 
     if not Path(args.rundir).is_dir():
         raise GenbenchError(f"run directory not found: {args.rundir}")
@@ -118,7 +119,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _presign(args: argparse.Namespace) -> int:
-    from genbench_tasks.publish.s3 import S3Uri
+    from genbench_tasks.s3_client import S3Uri
 
     target = S3Uri.parse(args.uri)
     print(_store(args).presign(target, args.expires, check_exists=True))

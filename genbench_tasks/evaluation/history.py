@@ -138,7 +138,7 @@ def rebuild_history(runs: str | Path, out_dir: str | Path, *, endpoint_url: str 
     if str(runs).startswith("s3://"):
         import tempfile
 
-        from genbench_tasks.publish.s3 import S3Store, S3Uri
+        from genbench_tasks.s3_client import S3Store, S3Uri
 
         src = S3Uri.parse(str(runs))
         store = S3Store.from_boto3(endpoint_url)
@@ -187,7 +187,7 @@ def _frame(name: str, data: bytes) -> pd.DataFrame:
 def _sources(source: str | Path, endpoint_url: str | None) -> list[tuple[str, bytes]]:
     text = str(source)
     if text.startswith("s3://"):
-        from genbench_tasks.publish.s3 import S3Store, S3Uri
+        from genbench_tasks.s3_client import S3Store, S3Uri
 
         uri = S3Uri.parse(text)
         store = S3Store.from_boto3(endpoint_url)

@@ -49,8 +49,9 @@ def render_data_docs(plan: RunPlan) -> None:
 def publish_from_airflow(plan: RunPlan) -> dict:
     from airflow.sdk import Variable
 
-    from genbench_tasks.publish.s3 import S3Store, publish_run
+    from genbench_tasks.publish.s3 import publish_run
     from genbench_tasks.report import RunPages
+    from genbench_tasks.s3_client import S3Store
 
     status = run_status(plan.rundir)
     mark_finished(plan, status)

@@ -1,23 +1,5 @@
-"""Publishing run artifacts and reports to S3 (boto3 or the Airflow S3Hook; boto3 imported lazily)."""
+"""Publishing run artifacts and reports to S3 (objects through ``genbench_tasks.s3_client``'s store)."""
 
-from genbench_tasks.publish.s3 import (
-    PublishError,
-    PublishResult,
-    S3Store,
-    S3Uri,
-    TransferSettings,
-    content_type_for,
-    presign,
-    publish_run,
-)
+from genbench_tasks.publish.s3 import PublishError, PublishResult, presign, publish_run
 
-__all__ = [
-    "PublishError",
-    "PublishResult",
-    "S3Store",
-    "S3Uri",
-    "TransferSettings",
-    "content_type_for",
-    "presign",
-    "publish_run",
-]
+__all__ = ["PublishError", "PublishResult", "presign", "publish_run"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import random
@@ -19,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel
 
-from genbench_tasks.artifacts.io import file_lock, write_text
+from genbench_tasks.artifacts.io import file_lock
 from genbench_tasks.errors import GenbenchError
 
 log = logging.getLogger(__name__)
@@ -123,11 +122,6 @@ def training_prompts(
         keep = torch.randperm(len(pool), generator=generator(profile.data.seed, "train-pool"))[:max_samples]
         pool = [pool[i] for i in sorted(keep.tolist())]
     return pool
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """A small state file (sorted keys) through the artifacts' atomic writer."""
-    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def commit_dir(tmp: Path, final: Path) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from genbench_tasks.artifacts.io import write_model
-from genbench_tasks.artifacts.training import TrainManifest
+from genbench_tasks.artifacts.io import read_model, write_model
+from genbench_tasks.artifacts.training import PpoStateRecord, TrainManifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -41,7 +41,6 @@ from genbench_tasks.training.common import (
     generator,
     seed_everything,
     training_prompts,
-    write_json,
 )
 from genbench_tasks.training.outputs import (
     MANIFEST_FILE,
@@ -388,25 +387,25 @@ class PPOTrainer:
             },
             tmp / "rng.pt",
         )
-        write_json(
+        write_model(
             tmp / STATE_MARKER,
-            {
-                "step": self.step,
-                "kl_coef": float(self.kl_ctrl.value),
-                "seed": self.seed,
-                "resume_key": self.resume_key(),
-            },
+            PpoStateRecord(
+                step=self.step,
+                kl_coef=float(self.kl_ctrl.value),
+                seed=self.seed,
+                resume_key=self.resume_key(),
+            ),
         )
         final = root / f"step_{self.step}"
         commit_dir(tmp, final)
         return final
 
     def load_state(self, state: Path) -> None:
-        meta = json.loads((state / STATE_MARKER).read_text())
-        if meta.get("resume_key") != self.resume_key():
+        meta = read_model(state / STATE_MARKER, PpoStateRecord)
+        if meta.resume_key != self.resume_key():
             raise GenbenchError(
                 f"cannot resume from {state}: it was written with another config, seed or verl version "
-                f"(resume key {meta.get('resume_key')} != {self.resume_key()}); use a new --out"
+                f"(resume key {meta.resume_key} != {self.resume_key()}); use a new --out"
             )
         self.policy = load_policy(state / "policy")
         self.critic = load_critic(state / "critic", init_seed=None)
@@ -423,8 +422,8 @@ class PPOTrainer:
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        self.kl_ctrl.value = meta["kl_coef"]
-        self.step = int(meta["step"])
+        self.kl_ctrl.value = meta.kl_coef
+        self.step = meta.step
 
 
 def _seed(*parts: object) -> int:

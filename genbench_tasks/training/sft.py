@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.io import read_model, write_model
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -30,7 +31,6 @@ from genbench_tasks.training.common import (
     load_rl_rows,
     sampled_reward,
     training_families,
-    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def load_sft_result(sft_dir: str | Path) -> SFTResult | None:
     marker = Path(sft_dir) / SFT_MARKER
     if not marker.is_file() or not (Path(sft_dir) / "checkpoint" / "config.json").is_file():
         return None
-    return SFTResult.model_validate_json(marker.read_text())
+    return read_model(marker, SFTResult)
 
 
 def ensure_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path, *, threads: int = 1) -> SFTResult:
@@ -224,7 +224,7 @@ def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFT
         val_greedy=val_greedy,
         wall_time_s=round(time.time() - started, 3),
     )
-    write_json(out / SFT_MARKER, result.model_dump())
+    write_model(out / SFT_MARKER, result)
     log.info(
         "SFT done in %.1fs: loss %.3f -> %.3f; val reward sampled %.3f greedy %.3f (acc %.3f / %.3f)",
         result.wall_time_s,

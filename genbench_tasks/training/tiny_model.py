@@ -8,13 +8,14 @@ Deterministic for a given (seed, corpus, profile.model.tiny): the same inputs gi
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from genbench_tasks.artifacts.io import read_model, write_model
+from genbench_tasks.artifacts.training import TinyModelRecord
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import TinyModelSettings
@@ -130,7 +131,7 @@ def build_tiny_model(settings: TinyModelSettings, texts: list[str], seed: int, o
     out = Path(out_dir)
     key = _build_key(settings, texts, seed)
     marker = out / TINY_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+    if marker.is_file() and read_model(marker, TinyModelRecord).key == key:
         return out
     if settings.vocab_size < 256 + len(SPECIAL_TOKENS):
         raise GenbenchError(f"tiny vocab_size {settings.vocab_size} is below the 256 byte alphabet")
@@ -144,20 +145,15 @@ def build_tiny_model(settings: TinyModelSettings, texts: list[str], seed: int, o
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    marker.write_text(
-        json.dumps(
-            {
-                "key": key,
-                "seed": seed,
-                "settings": settings.model_dump(),
-                "vocab_size": len(tokenizer),
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "corpus_texts": len(texts),
-            },
-            indent=2,
-        )
-        + "\n"
+    record = TinyModelRecord(
+        key=key,
+        seed=seed,
+        settings=settings.model_dump(),
+        vocab_size=len(tokenizer),
+        parameters=sum(p.numel() for p in model.parameters()),
+        corpus_texts=len(texts),
     )
+    write_model(marker, record)
     log.info(
         "tiny %s: %d params, vocab %d -> %s",
         settings.architecture,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import shlex
@@ -28,6 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from genbench_tasks.artifacts.datasets import DatasetManifest
+from genbench_tasks.artifacts.io import read_model, write_model
+from genbench_tasks.artifacts.training import VerlLaunchRecord
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import training_families
 from genbench_tasks.verl.config import (
@@ -224,13 +226,13 @@ def data_files(profile: Any, data_dir: str) -> tuple[list[str], list[str]]:
     families = training_families(profile.data.families)
     manifest = Path(data_dir) / "datasets.json"
     if "://" not in data_dir and manifest.is_file():
-        entries = json.loads(manifest.read_text())["datasets"]
+        entries = read_model(manifest, DatasetManifest).datasets
 
         def pick(split: str) -> list[str]:
             return [
-                f"{data_dir}/{e['path']}"
+                f"{data_dir}/{e.path}"
                 for e in entries
-                if e["format"] == "rl" and e["split"] == split and e["family"] in families and e["rows"] > 0
+                if e.format == "rl" and e.split == split and e.family in families and e.rows > 0
             ]
 
         train, val = pick("train"), pick("val")
@@ -463,10 +465,9 @@ def preflight(
     missing = [path for path in require or [] if not os.path.exists(path)]
     if missing:
         raise GenbenchError(f"inputs missing on the worker: {', '.join(missing)}")
-    record = {"started": time.time(), "verl": installed, "vllm": vllm, "host": os.uname().nodename}
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / LAUNCH_RECORD).write_text(json.dumps(record, indent=2))
-    return record
+    record = VerlLaunchRecord(started=time.time(), verl=installed, vllm=vllm, host=os.uname().nodename)
+    write_model(Path(output_dir) / LAUNCH_RECORD, record)
+    return record.model_dump()
 
 
 def _stage_s3(src: str, dst: str) -> None:
@@ -491,5 +492,5 @@ def check_merged_model(output_dir: str) -> tuple[Path, float]:
     if not (model_dir / "config.json").is_file():
         raise GenbenchError(f"no merged HF model in {model_dir} (verl.model_merger failed?)")
     record = Path(output_dir) / LAUNCH_RECORD
-    started = json.loads(record.read_text())["started"] if record.is_file() else time.time()
+    started = read_model(record, VerlLaunchRecord).started if record.is_file() else time.time()
     return model_dir, started
