@@ -16,6 +16,7 @@ from genbench_tasks.launch.ray_jobs import (
     VERL_OWNED_ENV_VARS,
     LogCursor,
     RayJobConfigError,
+    RayJobError,
     RayJobLauncher,
     RayJobSpec,
     attempt_id,
@@ -112,6 +113,35 @@ def test_tail_falls_back_to_polling_when_the_stream_breaks():
     lines: list[str] = []
     asyncio.run(launcher.tail("j", lines.append, poll_s=0.01))
     assert lines == ["a", "b", "c", "last"]
+
+
+def test_submission_waits_for_the_heads_job_agent():
+    """A head that just started answers 500 "No available agent" for a few seconds: retried, not failed."""
+
+    class AgentlessThenReady:
+        calls = 0
+
+        def submit_job(self, **kwargs) -> str:
+            self.calls += 1
+            if self.calls < 3:
+                raise RuntimeError(
+                    "Request failed with status code 500: No available agent to submit job, please try again later.."
+                )
+            return kwargs["submission_id"]
+
+        def list_jobs(self) -> list:
+            return []
+
+    launcher = RayJobLauncher("http://127.0.0.1:9")
+    launcher._client = AgentlessThenReady()  # type: ignore[assignment]
+    spec = RayJobSpec(entrypoint="echo hi", submission_id="gbtest-agent")
+    job_id, how = launcher.submit_or_attach_detailed(spec)
+    assert how == "submitted" and job_id.startswith("gbtest-agent") and launcher._client.calls == 3
+    # Still no agent after the wait: the one-line refusal, not a hang.
+    launcher = RayJobLauncher("http://127.0.0.1:9", agent_wait_s=0)
+    launcher._client = AgentlessThenReady()  # type: ignore[assignment]
+    with pytest.raises(RayJobError, match="No available agent"):
+        launcher.submit_or_attach(spec)
 
 
 def test_client_is_lazy():

@@ -218,6 +218,10 @@ def _is_duplicate(exc: Exception) -> bool:
     return "already exists" in str(exc)
 
 
+def _no_agent_yet(exc: Exception) -> bool:
+    return "No available agent to submit job" in str(exc)
+
+
 async def _emit(sink: LogSink, line: str) -> None:
     res = sink(line)
     if inspect.isawaitable(res):
@@ -238,11 +242,13 @@ class RayJobLauncher:
         token: str | None = None,
         max_attempts: int = 20,
         headers: dict[str, str] | None = None,
+        agent_wait_s: float = 60.0,
     ):
         if not address:
             raise RayJobConfigError("Ray Jobs API address is empty (expected e.g. http://127.0.0.1:8265)")
         self.address = address
         self.max_attempts = max_attempts
+        self.agent_wait_s = agent_wait_s
         self._headers = {**(headers or {}), **auth_headers(token)} or None
         self._client: JobSubmissionClient | None = None
 
@@ -312,6 +318,20 @@ class RayJobLauncher:
         log.info("Ray job %s ended %s: resubmitting with %s", last_id, status, spec.resume_arg)
         return self._submit(spec, last_n + 1, previous=last_id), "resubmitted"
 
+    def _submit_job(self, **kwargs: Any) -> None:
+        """``submit_job``, retried while the head has no job agent yet (a head that just started, or whose
+        agent restarts, answers HTTP 500 "No available agent to submit job" for a few seconds)."""
+        deadline = time.monotonic() + self.agent_wait_s
+        while True:
+            try:
+                self.client.submit_job(**kwargs)
+                return
+            except RuntimeError as exc:
+                if not _no_agent_yet(exc) or time.monotonic() >= deadline:
+                    raise
+                log.info("Ray head has no job agent yet; retrying the submission in 1 s")
+                time.sleep(1.0)
+
     def _submit(self, spec: RayJobSpec, attempt: int, previous: str | None) -> str:
         # A concurrent submitter may win the race for an id: attach to it if it is alive, else move on.
         for n in range(attempt, self.max_attempts):
@@ -320,7 +340,7 @@ class RayJobLauncher:
             if previous:
                 metadata["genbench_resumed_from"] = previous
             try:
-                self.client.submit_job(
+                self._submit_job(
                     entrypoint=spec.entrypoint_for_attempt(n),
                     submission_id=job_id,
                     runtime_env=spec.runtime_env or None,
