@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from genbench_tasks.artifacts.published import IndexEntry, PublishIndex
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.s3_client import (
@@ -50,7 +51,6 @@ from genbench_tasks.s3_client import (
 
 log = logging.getLogger(__name__)
 
-INDEX_SCHEMA = "genbench.index/1"
 PUBLISHED_SCHEMA = "genbench.published/1"
 #: Written by publish itself at the run root (a stale local copy is never uploaded).
 GENERATED = ("report.html", "published.json")
@@ -154,7 +154,7 @@ def publish_run(
     called with each relative key after it is stored and verified (progress, tests).
     """
     from genbench_tasks.evaluation.history import HISTORY_DIR
-    from genbench_tasks.report.data import IndexEntry, index_entry
+    from genbench_tasks.report.data import index_entry
 
     t0 = time.monotonic()
     dest = S3Uri.parse(uri)
@@ -378,8 +378,6 @@ def _put_verified(
 
 def _update_index(store: S3Store, dest: S3Uri, entry: Any, attempts: int = 8) -> list[Any]:
     """Insert/replace ``entry`` in index.json with a conditional PUT (retried on a concurrent writer)."""
-    from genbench_tasks.report.data import IndexEntry
-
     key = dest.join("index.json").key
     conditional = True
     for attempt in range(attempts):
@@ -387,18 +385,13 @@ def _update_index(store: S3Store, dest: S3Uri, entry: Any, attempts: int = 8) ->
         runs: list[IndexEntry] = []
         if current is not None:
             try:
-                doc = json.loads(current[0])
-                runs = [IndexEntry.model_validate(r) for r in doc.get("runs", [])]
-            except (ValueError, AttributeError) as exc:
-                raise PublishError(f"s3://{dest.bucket}/{key} is not a genbench index: {exc}") from exc
+                runs = PublishIndex.model_validate_json(current[0]).runs
+            except ValueError as exc:
+                first = str(exc).splitlines()[0]
+                raise PublishError(f"s3://{dest.bucket}/{key} is not a genbench index: {first}") from exc
         runs = [r for r in runs if r.run_key != entry.run_key] + [entry]
         runs.sort(key=IndexEntry.order_key, reverse=True)
-        doc = {
-            "schema": INDEX_SCHEMA,
-            "updated": _now(),
-            "runs": [r.model_dump(mode="json") for r in runs],
-        }
-        data = json.dumps(doc, indent=1).encode()
+        data = PublishIndex(updated=_now(), runs=runs).model_dump_json(indent=1, by_alias=True).encode()
         cond: dict[str, str] = {}
         if conditional:
             cond = {"if_match": current[1]} if current is not None else {"if_none_match": "*"}

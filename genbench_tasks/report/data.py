@@ -21,6 +21,7 @@ from genbench_tasks.artifacts.datasets import DatasetEntry, DatasetManifest
 from genbench_tasks.artifacts.io import read_model, read_optional
 from genbench_tasks.artifacts.layout import PublishedLayout, RunLayout, safe_name
 from genbench_tasks.artifacts.metrics import TABLE1_METRICS, metric_label
+from genbench_tasks.artifacts.published import FamilyHeadline, HeadlineStat, IndexEntry
 from genbench_tasks.artifacts.run import RunManifest
 from genbench_tasks.artifacts.summary import GapRow, StudySummary
 from genbench_tasks.artifacts.summary import Summary as Stat
@@ -278,47 +279,6 @@ def load_run(rundir: str | Path) -> RunData:
 
 
 # ------------------------------------------------------------------------------------- index entries
-class HeadlineStat(BaseModel):
-    n: int | None = None
-    mean: float | None = None
-    std: float | None = None
-
-
-class FamilyHeadline(BaseModel):
-    """Per version: success_rate and reward_mean (mean, seed std) of one family."""
-
-    role: str | None = None
-    versions: dict[str, dict[str, HeadlineStat]] = Field(default_factory=dict)
-
-
-class IndexEntry(BaseModel):
-    """One run in ``index.json`` and on the history page (paths relative to the publish prefix)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    run_key: str
-    run_id: str
-    date: str
-    status: str = "unknown"
-    profile: str | None = None
-    verl_versions: list[str] = Field(default_factory=list)
-    baseline_version: str | None = None
-    seeds: list[Any] = Field(default_factory=list)
-    validation: str = "unknown"
-    finished: str | None = None
-    published_at: str | None = None
-    report: str | None = None
-    summary: str | None = None
-    verdict_counts: dict[str, int] = Field(default_factory=dict)
-    regressions: list[str] = Field(default_factory=list)
-    headline: dict[str, FamilyHeadline] = Field(default_factory=dict)
-    gap: dict[str, dict[str, float | None]] = Field(default_factory=dict)
-
-    def order_key(self) -> tuple[str, str, str]:
-        """Chronological order of runs: date, then finish time, then key."""
-        return (self.date, self.finished or "", self.run_key)
-
-
 HEADLINE_METRICS = ("success_rate", "reward_mean")
 
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from genbench_tasks.artifacts.io import file_lock
+from genbench_tasks.artifacts.io import file_lock, write_text
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import file_sha256
 
@@ -257,7 +257,7 @@ def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None
                     f"verl {version}: wheel {wheel.name} has no verl/trainer/config/{CONFIG_NAME}.yaml"
                 )
             digest = file_sha256(wheel)
-            (tmp / ".complete").write_text(json.dumps({"wheel": wheel.name, "sha256": digest}))
+            write_text(tmp / ".complete", json.dumps({"wheel": wheel.name, "sha256": digest}))
             if dest.exists():
                 shutil.rmtree(dest)
             tmp.rename(dest)
@@ -405,10 +405,8 @@ def _known_keys(config_dir: str) -> dict[str, str]:
     if cache.is_file():
         return json.loads(cache.read_text())
     keys = dict(sorted(_all_keys(_compose_raw(Path(config_dir), []))))
-    with contextlib.suppress(OSError):  # atomic: other processes may read it concurrently
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(keys))
-        tmp.replace(cache)
+    with contextlib.suppress(OSError):  # a cache: atomic (others may read it concurrently), best effort
+        write_text(cache, json.dumps(keys))
     return keys
 
 
