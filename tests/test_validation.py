@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -788,6 +789,9 @@ def test_suites_in_forked_processes_give_the_results_of_one_process() -> None:
             assert (pool._executor is not None) == (processes == 2)
     assert outcomes[1] == outcomes[2]
     assert [len(failed) for _, failed in outcomes[2]] == [0, 3, 0, 3]
+    # One process per core by default, never more than the suites to run.
+    assert SuitePool(None, processes=2, jobs=1).processes == 1
+    assert SuitePool(None, jobs=14).processes <= max(1, len(os.sched_getaffinity(0)))
     assert {f.expectation for f in outcomes[2][1][1]} == {
         "expect_column_values_to_not_be_null",
         "expect_column_values_to_be_unique",

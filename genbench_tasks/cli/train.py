@@ -73,6 +73,10 @@ def _ensure_data(profile, data: str | None, out: str) -> str:
     return str(data_dir)
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 def _train(args: argparse.Namespace) -> int:
     from genbench_tasks.errors import GenbenchError
     from genbench_tasks.families import get_family
@@ -92,19 +96,18 @@ def _train(args: argparse.Namespace) -> int:
     output_dir(args.out, "--out")  # fail now, not after the SFT warm start
     if args.sft_dir:
         output_dir(args.sft_dir, "--sft-dir")
-    printer = lambda line: print(line, flush=True)  # noqa: E731
     if args.backend == "trl-ppo":
         from genbench_tasks.training import trl_ppo
 
         trl_ppo.check_settings(profile)  # settings TRL cannot reproduce, before the SFT warm start
-        data_dir = _ensure_data(profile, args.data, args.out)
+    data_dir = _ensure_data(profile, args.data, args.out)
+    if args.backend == "trl-ppo":
         result = trl_ppo.train_run(
-            profile, args.seed, data_dir, args.out, resume=args.resume, sft_dir=args.sft_dir, printer=printer
+            profile, args.seed, data_dir, args.out, resume=args.resume, sft_dir=args.sft_dir, printer=_print
         )
     else:
         from genbench_tasks.training.ppo_core import train_run
 
-        data_dir = _ensure_data(profile, args.data, args.out)
         result = train_run(
             profile,
             args.verl_version,
@@ -113,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
             args.out,
             resume=args.resume,
             sft_dir=args.sft_dir,
-            printer=printer,
+            printer=_print,
         )
     print(json.dumps(result.model_dump(), indent=2), file=sys.stdout)
     return 0

@@ -255,13 +255,14 @@ class SuitePool:
     Create it before starting threads: the workers are forked at the first `submit`.
     """
 
-    def __init__(self, html_dir: Path | None, processes: int | None = None):
+    def __init__(self, html_dir: Path | None, processes: int | None = None, *, jobs: int | None = None):
+        """``processes``: default one per usable core; never more than ``jobs`` (the suites to run) or
+        MAX_SUITE_PROCESSES."""
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.processes = min(processes or cpus, MAX_SUITE_PROCESSES)
+        self.processes = min(processes or cpus, jobs or MAX_SUITE_PROCESSES, MAX_SUITE_PROCESSES)
         self.html_dir = html_dir
         self._runner: GXRunner | None = None
         self._executor: ProcessPoolExecutor | None = None
-        self._inline: list[Callable[[], SuiteResult]] = []
 
     def _parallel(self) -> bool:
         return self.html_dir is None and self.processes > 1 and not multiprocessing.current_process().daemon

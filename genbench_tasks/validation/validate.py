@@ -175,7 +175,7 @@ def validate_dataset_dir(
     checked = [item for item in loaded if item[0].name not in undecodable]
     # The GX suites run in forked processes (forked first, before any thread starts) while the reference
     # solutions run in the sandbox from a thread here.
-    with SuitePool(html_dir, processes=len(checked)) as suites:
+    with SuitePool(html_dir, jobs=len(checked)) as suites:
         pending = {}
         for entry, family, table in checked:
             df = flatten_rl(table) if entry.format == "rl" else flatten_sft(table)
