@@ -74,7 +74,9 @@ def main() -> int:
     common = [args.profile, str(data)]
     sft_res = _stage(["sft", *common, str(sft), args.verl_version, str(args.seed)])
     ppo_res = _stage(["ppo", *common, str(run), args.verl_version, str(args.seed), str(sft)])
-    metrics = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    from genbench_tasks.training.outputs import read_metrics, train_time_s
+
+    metrics = read_metrics(run / "metrics.jsonl")
     print(f"work dir: {work}   (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(
         f"SFT : wall {sft_res['wall_s']:7.1f}s  cpu {sft_res['cpu_s']:7.1f}s  peak RSS "
@@ -87,7 +89,7 @@ def main() -> int:
     print(
         f"PPO : wall {ppo_res['wall_s']:7.1f}s  cpu {ppo_res['cpu_s']:7.1f}s  peak RSS "
         f"{ppo_res['peak_rss_mb']:6.0f} MB  steps {ppo_res['steps']}  step time mean "
-        f"{sum(m['step_time'] for m in metrics) / len(metrics):.2f}s  (process incl. imports "
+        f"{train_time_s(metrics) / len(metrics):.2f}s  (process incl. imports "
         f"{ppo_res['process_wall_s']:.1f}s)"
     )
     print(

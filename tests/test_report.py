@@ -138,13 +138,18 @@ def test_partial_run_still_renders(tmp_path):
     write_text(layout.summary, "{not json")  # an invalid file is a warning on the page, not a crash
     curve = layout.train_cell("0.9.1", 0).train_metrics
     curve.parent.mkdir(parents=True)
+    # verl's own key names are TrainStep aliases; a killed writer's torn last line is dropped
     lines = [json.dumps({"training/global_step": i, "critic/score/mean": 0.1 * i}) for i in range(1, 6)]
-    curve.write_text("\n".join([*lines[:2], "not json", "[]", *lines[2:]]) + "\n")
+    curve.write_text("\n".join(lines) + '\n{"training/global_step": 6, "crit')
+    broken = layout.train_cell("0.9.1", 1).train_metrics
+    broken.parent.mkdir(parents=True)
+    broken.write_text("\n".join([lines[0], "not json", lines[1]]) + "\n")  # not torn: invalid, a warning
 
     run = load_run(rd)
     assert run.run_key == "2026-11-21_r-1" and run.curves == {
         "0.9.1": {"0": [(float(i), 0.1 * i) for i in range(1, 6)]}
     }
+    assert any("seed=1/metrics.jsonl:2: not a valid TrainStep" in w for w in run.read_warnings)
     html = render_run_report(run)
     _check_page(html)
     assert 'class="badge s-failed"' in html and "no summary.json" in html and "train:0.9.1:seed=0" in html

@@ -104,10 +104,9 @@ def runs(ws):
 
 
 def _metrics(run_dir) -> list[dict]:
-    from genbench_tasks.training.ppo_core import deterministic_metrics
+    from genbench_tasks.training.outputs import deterministic_metrics, read_metrics
 
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return deterministic_metrics([json.loads(line) for line in lines if line.strip()])
+    return deterministic_metrics(read_metrics(Path(run_dir) / "metrics.jsonl"))
 
 
 # ---- tiny model -----------------------------------------------------------------------------------------

@@ -69,6 +69,12 @@ def write_jsonl(path: str | Path, models: Iterable[BaseModel]) -> Path:
     return write_text(path, "".join(m.model_dump_json(by_alias=True) + "\n" for m in models))
 
 
+def jsonl_line(model: BaseModel) -> str:
+    """One JSONL line (newline included, unset optional fields left out) for files appended to step by
+    step (a training run's metrics)."""
+    return model.model_dump_json(by_alias=True, exclude_none=True) + "\n"
+
+
 def read_model(path: str | Path, model: type[M]) -> M:
     """``model.model_validate_json`` of the file; :class:`ArtifactError` (one line) when absent or invalid."""
     path = Path(path)
@@ -98,14 +104,17 @@ def read_optional(path: str | Path, model: type[M], warnings: list[str] | None =
         return None
 
 
-def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
-    """One model per non-blank line."""
+def read_jsonl(path: str | Path, model: type[M], *, torn_tail: bool = False) -> list[M]:
+    """One model per non-blank line. ``torn_tail``: a file appended to line by line (a killed writer may
+    leave its last line cut short), so an unparsable last line is dropped instead of raising."""
     path = Path(path)
     out = []
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if torn_tail and lines and not _parses(lines[-1], model):
+        lines = lines[:-1]
     for n, line in enumerate(lines, 1):
         if line.strip():
             try:
@@ -115,6 +124,14 @@ def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
                     f"{path}:{n}: not a valid {model.__name__} ({_first_error(exc)})"
                 ) from None
     return out
+
+
+def _parses(line: str, model: type[BaseModel]) -> bool:
+    try:
+        model.model_validate_json(line)
+    except ValidationError:
+        return False
+    return True
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class DatasetsRecord(BaseModel):
@@ -55,6 +55,35 @@ class TrainManifest(BaseModel):
     hostname: str
     #: the backend's TrainResult (trl-ppo: returned again when the run is found complete)
     result: dict[str, Any] | None = None
+
+
+class TrainStep(BaseModel):
+    """One line of ``train/<label>/seed=<n>/metrics.jsonl``: one PPO step, as every backend writes it.
+
+    ``step`` and ``reward_mean`` are always there; verl's own file logger names them
+    ``training/global_step`` and ``critic/rewards/mean`` (read under those names too). Backend-specific
+    figures (``reward/<family>``, ``trl/...``, verl's ``actor/...``) stay as extra keys.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int = Field(validation_alias=AliasChoices("step", "training/global_step"))
+    reward_mean: float = Field(
+        validation_alias=AliasChoices("reward_mean", "critic/rewards/mean", "critic/score/mean")
+    )
+    acc_mean: float | None = None
+    kl: float | None = None
+    kl_coef: float | None = None
+    policy_loss: float | None = None
+    value_loss: float | None = None
+    entropy: float | None = None
+    response_length: float | None = None
+    #: wall-clock seconds of the step: the one field that differs between two runs with one seed
+    step_time: float | None = Field(default=None, validation_alias=AliasChoices("step_time", "timing_s/step"))
+
+    def deterministic(self) -> dict[str, Any]:
+        """The row without its timing (what must be bit-identical across reruns with one seed)."""
+        return self.model_dump(exclude={"step_time"}, exclude_none=True)
 
 
 class VerlLaunchRecord(BaseModel):

@@ -108,10 +108,12 @@ def load_generator(checkpoint_dir: str | Path, backend: str = "hf", **kwargs: An
     raise GenbenchError(f"unknown generation backend {backend!r}; use 'hf' or 'vllm'")
 
 
-def _chat_text(tokenizer: Any, messages: list[dict[str, str]], where: Path) -> str:
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]], where: Path) -> list[int]:
+    """Chat-templated prompt ids, tokenized the way verl's RLHFDataset does (no extra special tokens)."""
     if not getattr(tokenizer, "chat_template", None):
         raise GenbenchError(f"tokenizer in {where} has no chat template")
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class HFGenerator:
@@ -145,9 +147,7 @@ class HFGenerator:
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        """Chat-templated prompt ids, tokenized the way verl's RLHFDataset does (no extra special tokens)."""
-        text = _chat_text(self.tokenizer, messages, self.path)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return prompt_ids(self.tokenizer, messages, self.path)
 
     def generate(
         self,
@@ -250,8 +250,7 @@ class VLLMGenerator:
         k = settings.samples_per_prompt
         prompts, params, keys = [], [], []
         for r in requests:
-            text = _chat_text(self.tokenizer, r.messages, self.path)
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            ids = prompt_ids(self.tokenizer, r.messages, self.path)
             for j in range(k):
                 prompts.append({"prompt_token_ids": ids})
                 params.append(

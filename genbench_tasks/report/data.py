@@ -7,7 +7,6 @@ renders with whatever exists, and an invalid file is a warning on the page, not 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -18,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genbench_tasks.artifacts.comparison import ComparisonFile, LabeledRow
 from genbench_tasks.artifacts.datasets import DatasetEntry, DatasetManifest
-from genbench_tasks.artifacts.io import read_model, read_optional
+from genbench_tasks.artifacts.io import ArtifactError, read_jsonl, read_model, read_optional
 from genbench_tasks.artifacts.layout import PublishedLayout, RunLayout, safe_name
 from genbench_tasks.artifacts.metrics import TABLE1_METRICS, metric_label
 from genbench_tasks.artifacts.published import FamilyHeadline, HeadlineStat, IndexEntry
 from genbench_tasks.artifacts.run import RunManifest
 from genbench_tasks.artifacts.summary import GapRow, StudySummary
 from genbench_tasks.artifacts.summary import Summary as Stat
+from genbench_tasks.artifacts.training import TrainStep
 from genbench_tasks.artifacts.validation import ValidationReport
 from genbench_tasks.artifacts.verdicts import Detection
 from genbench_tasks.errors import GenbenchError
@@ -34,20 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Stat", "metric_label", "safe_name"]
 
-#: Keys tried, in order, for the per-step mean reward in train/*/metrics.jsonl (ours, then verl's).
-REWARD_KEYS = ("reward_mean", "critic/rewards/mean", "critic/score/mean", "reward/mean", "reward")
-STEP_KEYS = ("step", "global_step", "training/global_step")
 MAX_CURVE_POINTS = 400
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 class Table1View(BaseModel):
@@ -206,25 +193,15 @@ def _validation(layout: RunLayout, manifest: RunManifest, warnings: list[str]) -
     )
 
 
-def read_curve(path: Path) -> list[tuple[float, float]]:
-    """(step, mean reward) points of a training metrics.jsonl (ours or verl's keys); a torn line is skipped."""
-    points: list[tuple[float, float]] = []
+def read_curve(path: Path, warnings: list[str]) -> list[tuple[float, float]]:
+    """(step, mean reward) points of a training ``metrics.jsonl`` (``TrainStep`` rows), thinned to
+    ``MAX_CURVE_POINTS``; an unreadable file is no curve plus a warning."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return points
-    for i, line in enumerate(lines):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(rec, Mapping):
-            continue
-        reward = next((r for k in REWARD_KEYS if (r := _num(rec.get(k))) is not None), None)
-        if reward is None:
-            continue
-        step = next((s for k in STEP_KEYS if (s := _num(rec.get(k))) is not None), float(i))
-        points.append((step, reward))
+        rows = read_jsonl(path, TrainStep, torn_tail=True)
+    except ArtifactError as exc:
+        warnings.append(str(exc))
+        return []
+    points = [(float(r.step), r.reward_mean) for r in rows]
     if len(points) > MAX_CURVE_POINTS:
         stride = math.ceil(len(points) / MAX_CURVE_POINTS)
         points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
@@ -245,7 +222,7 @@ def load_run(rundir: str | Path) -> RunData:
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for label, seeds in layout.train_cells().items():
         for seed, cell in seeds.items():
-            if cell.train_metrics.is_file() and (pts := read_curve(cell.train_metrics)):
+            if cell.train_metrics.is_file() and (pts := read_curve(cell.train_metrics, warnings)):
                 curves.setdefault(label, {})[str(seed)] = pts
     curves = {v: curves[v] for v in sort_labels(curves)}
 

@@ -6,7 +6,6 @@ manifest.json (written last: config, data and SFT hashes, package versions, timi
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
@@ -17,14 +16,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.io import read_jsonl
 from genbench_tasks.artifacts.layout import CELL_MANIFEST, CHECKPOINT_DIR, TRAIN_METRICS
+from genbench_tasks.artifacts.training import TrainStep
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import file_sha256
 from genbench_tasks.training.common import commit_dir
 
 METRICS_FILE = TRAIN_METRICS
 MANIFEST_FILE = CELL_MANIFEST  # TrainManifest (genbench_tasks.artifacts.training)
-TIMING_KEYS = ("step_time",)  # the only non-deterministic metric fields
 
 VERSIONED_PACKAGES = (
     "genbench",
@@ -57,30 +57,28 @@ class TrainResult(BaseModel):
     peak_rss_mb: float
 
 
-def read_metrics(path: Path, upto: int | None = None) -> list[dict]:
-    """Metrics rows (a torn last line from a killed process is dropped)."""
+def read_metrics(path: Path, upto: int | None = None) -> list[TrainStep]:
+    """A run's metrics rows, steps <= ``upto`` (a torn last line from a killed process is dropped)."""
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return [r for r in rows if upto is None or r["step"] <= upto]
+    return [r for r in read_jsonl(path, TrainStep, torn_tail=True) if upto is None or r.step <= upto]
 
 
-def deterministic_metrics(rows: list[dict]) -> list[dict]:
+def deterministic_metrics(rows: list[TrainStep]) -> list[dict[str, Any]]:
     """Metrics rows without timing fields (what must be bit-identical across reruns)."""
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+    return [r.deterministic() for r in rows]
 
 
-def reward_first_last(rows: list[dict]) -> tuple[float, float]:
-    """Mean `reward_mean` of the first and of the last quarter of the steps."""
+def train_time_s(rows: list[TrainStep]) -> float:
+    return round(sum(r.step_time or 0.0 for r in rows), 3)
+
+
+def reward_first_last(rows: list[TrainStep]) -> tuple[float, float]:
+    """Mean ``reward_mean`` of the first and of the last quarter of the steps."""
     k = max(1, len(rows) // 4)
     return (
-        float(np.mean([r["reward_mean"] for r in rows[:k]])),
-        float(np.mean([r["reward_mean"] for r in rows[-k:]])),
+        float(np.mean([r.reward_mean for r in rows[:k]])),
+        float(np.mean([r.reward_mean for r in rows[-k:]])),
     )
 
 

@@ -15,7 +15,6 @@ Determinism: deterministic kernels, fixed threads, and every random draw comes f
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -29,8 +28,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from genbench_tasks.artifacts.io import read_model, write_model
-from genbench_tasks.artifacts.training import PpoStateRecord, TrainManifest
+from genbench_tasks.artifacts.io import jsonl_line, read_model, write_jsonl, write_model
+from genbench_tasks.artifacts.training import PpoStateRecord, TrainManifest, TrainStep
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -57,6 +56,7 @@ from genbench_tasks.training.outputs import (
     reward_first_last,
     save_checkpoint,
     sft_record,
+    train_time_s,
 )
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class PPOTrainer:
         )
         return logits / self.ppo.temperature
 
-    def train_step(self) -> dict[str, Any]:
+    def train_step(self) -> TrainStep:
         """One PPO iteration; returns its metrics."""
         from genbench_tasks.rewards import compute_score
         from genbench_tasks.training.sampling import decode_responses, left_pad, sample_responses
@@ -310,7 +310,7 @@ class PPOTrainer:
         for name, vals in sorted(per_family.items()):
             metrics[f"reward/{name}"] = float(np.mean(vals))
         metrics["step_time"] = round(time.perf_counter() - started, 4)
-        return metrics
+        return TrainStep.model_validate(metrics)
 
     def _update_critic(self, data) -> dict[str, float]:
         self.critic.train()
@@ -543,8 +543,7 @@ def _train_run(
     if state is not None:
         trainer.load_state(state)
         resumed_from = trainer.step
-        kept = read_metrics(metrics_path, upto=trainer.step)
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_jsonl(metrics_path, read_metrics(metrics_path, upto=trainer.step))
         printer(f"[genbench] resumed from {state} (step {trainer.step})")
     else:
         if resume:
@@ -559,14 +558,13 @@ def _train_run(
     )
     with open(metrics_path, "a") as fh:
         while trainer.step < total:
-            metrics = trainer.train_step()
-            fh.write(json.dumps(metrics) + "\n")
+            row = trainer.train_step()
+            fh.write(jsonl_line(row))
             fh.flush()
             printer(
-                f"[genbench] step {metrics['step']}/{total} reward {metrics['reward_mean']:.4f} "
-                f"kl {metrics['kl']:.5f} pg {metrics['policy_loss']:.4f} vf {metrics['value_loss']:.4f} "
-                f"ent {metrics['entropy']:.3f} len {metrics['response_length']:.1f} "
-                f"({metrics['step_time']:.2f}s)"
+                f"[genbench] step {row.step}/{total} reward {row.reward_mean:.4f} "
+                f"kl {row.kl:.5f} pg {row.policy_loss:.4f} vf {row.value_loss:.4f} "
+                f"ent {row.entropy:.3f} len {row.response_length:.1f} ({row.step_time:.2f}s)"
             )
             if trainer.step % profile.ppo.save_freq == 0 or trainer.step == total:
                 trainer.save_state()
@@ -593,7 +591,7 @@ def _train_run(
         "started_at": started_at,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_time_s": wall,
-        "train_time_s": round(sum(r.get("step_time", 0.0) for r in rows), 3),
+        "train_time_s": train_time_s(rows),
         "peak_rss_mb": peak,
         "steps": len(rows),
         "resumed_from_step": resumed_from,

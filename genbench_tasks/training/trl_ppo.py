@@ -38,7 +38,6 @@ docs/trl-baseline.md lists what TRL treats differently (score position, value lo
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -54,8 +53,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from genbench_tasks.artifacts.io import ArtifactError, read_model, write_model
-from genbench_tasks.artifacts.training import TrainManifest
+from genbench_tasks.artifacts.io import ArtifactError, jsonl_line, read_model, write_model
+from genbench_tasks.artifacts.training import TrainManifest, TrainStep
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
 from genbench_tasks.profiles import Profile
@@ -83,6 +82,7 @@ from genbench_tasks.training.outputs import (
     reward_first_last,
     save_checkpoint,
     sft_record,
+    train_time_s,
 )
 from genbench_tasks.training.ppo_core import CoreSettings, core_settings, load_critic, load_policy
 
@@ -554,7 +554,7 @@ def _train_run(
     with open(metrics_path, "w") as fh:
 
         def sink(row: dict[str, Any], samples: list[dict]) -> None:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(jsonl_line(TrainStep.model_validate(row)))
             fh.flush()
             if on_step is not None:
                 on_step(row, samples)
@@ -621,7 +621,7 @@ def _train_run(
         "started_at": started_at,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_time_s": wall,
-        "train_time_s": round(sum(r.get("step_time", 0.0) for r in rows), 3),
+        "train_time_s": train_time_s(rows),
         "peak_rss_mb": peak,
         "steps": len(rows),
         "resumed_from_step": None,
