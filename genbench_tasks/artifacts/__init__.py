@@ -7,7 +7,8 @@
   file lock (``file_lock``, ``update_model``) for all of them.
 * one model per file kind: ``run.RunManifest`` (``manifest.json``), ``datasets.DatasetManifest``
   (``data/datasets.json``), ``validation.ValidationReport``, ``training.TrainManifest`` and
-  ``evaluation.EvalManifest`` (a cell's ``manifest.json``), ``evaluation.EvalMetrics`` (``metrics.json``),
+  ``evaluation.EvalManifest`` (a cell's ``manifest.json``), ``training.TrainStep`` (``metrics.jsonl``),
+  ``evaluation.EvalMetrics`` (``metrics.json``),
   ``evaluation.SampleLine`` (``samples.<family>.jsonl``), ``summary.StudySummary`` (``summary.json``),
   ``comparison.ComparisonFile`` (``comparison.json``), ``verdicts.Detection`` (``verdicts.json``).
 * :mod:`~genbench_tasks.artifacts.metrics` -- the metric registry (name, direction, minimum effect, label)
