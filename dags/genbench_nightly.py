@@ -197,9 +197,13 @@ def genbench_nightly():
         jobs.override(task_id="sft_jobs")(built, cells, "sft")
     )
     # none_failed: a cached (skipped) SFT cell must not skip training.
-    train = RayJobOperator.partial(task_id="train", trigger_rule="none_failed", **common).expand_kwargs(
-        jobs.override(task_id="train_jobs")(built, cells, "train")
-    )
+    # At most train_concurrency() PPO jobs at once (cores and memory; a CPU main_ppo job peaks at ~4.5 GiB).
+    train = RayJobOperator.partial(
+        task_id="train",
+        trigger_rule="none_failed",
+        max_active_tis_per_dag=settings.train_concurrency(),
+        **common,
+    ).expand_kwargs(jobs.override(task_id="train_jobs")(built, cells, "train"))
     evaluate = RayJobOperator.partial(task_id="evaluate", trigger_rule="all_done", **common).expand_kwargs(
         jobs.override(task_id="eval_jobs")(built, cells, "eval")
     )

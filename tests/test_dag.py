@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -45,14 +46,17 @@ print(json.dumps({{
     "params": sorted(dag.params.keys()) if dag else [],
     "catchup": dag.catchup if dag else None,
     "max_active_runs": dag.max_active_runs if dag else None,
+    "train_concurrency": dag.get_task("train").max_active_tis_per_dag if dag else None,
     "timetable": type(dag.timetable).__name__ if dag else None,
     "form_defaults_valid": _form_defaults_valid(dag) if dag else None,
 }}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "GENBENCH_TRAIN_CONCURRENCY": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["errors"] == {}
+    assert info["train_concurrency"] == 3  # PPO jobs of one nightly at once
     assert info["dags"] == ["genbench_nightly"]
     assert info["heavy"] == [], f"DAG file imports heavy modules at parse time: {info['heavy']}"
     assert {
@@ -84,6 +88,17 @@ print(json.dumps({{
     assert info["catchup"] is False and info["max_active_runs"] == 1
     assert info["timetable"] == "NightlySlotTimetable"
     assert info["form_defaults_valid"] is True
+
+
+def test_train_concurrency_fits_the_machine_unless_set(monkeypatch):
+    from genbench_tasks.pipeline import settings
+
+    monkeypatch.delenv(settings.ENV_TRAIN_CONCURRENCY, raising=False)
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    expected = max(1, min(os.cpu_count() or 1, int(memory_gib // settings.TRAIN_JOB_GIB)))
+    assert settings.train_concurrency() == expected >= 1
+    monkeypatch.setenv(settings.ENV_TRAIN_CONCURRENCY, "0")
+    assert settings.train_concurrency() == 1
 
 
 def test_schedule_is_configurable_by_env(monkeypatch):

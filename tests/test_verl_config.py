@@ -69,7 +69,7 @@ def test_every_profile_composes(verl_releases, profile_name, version):
     assert cfg.data.train_batch_size == profile.ppo.rollout_batch_size
     assert cfg.trainer.total_training_steps == profile.ppo.steps
     assert cfg.trainer.default_local_dir == run.state_dir and cfg.trainer.resume_mode == "auto"
-    assert list(cfg.trainer.logger) == ["console"]
+    assert list(cfg.trainer.logger) == ["console", "file"]  # file: the job's metrics.jsonl
     assert list(cfg.data.train_files) == run.train_files and list(cfg.data.val_files) == run.val_files
     # data.seed and every other seed key of this release carry the run seed
     assert cfg.data.seed == SEED
@@ -291,12 +291,15 @@ def test_entrypoint_shell_round_trip(verl_releases, tmp_path, version):
     calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
     assert [c[:2] for c in calls] == [
         ["-m", "genbench_tasks.cli"],
-        ["-m", "verl.trainer.main_ppo"],
+        ["-m", "genbench_tasks.cli"],
         ["-m", "verl.model_merger"],
         ["-m", "genbench_tasks.cli"],
     ]
-    pre, train, merge, fin = calls
-    assert pre[2:4] == ["worker", "verl-preflight"]
+    pre, main_ppo, merge, fin = calls
+    assert pre[2:4] == ["worker", "verl-preflight"] and pre[pre.index("--device") + 1] == "cuda"
+    # verl-main-ppo runs `python -m verl.trainer.main_ppo OVERRIDES` (GPU: on the cluster's Ray, no private one)
+    assert main_ppo[2:6] == ["worker", "verl-main-ppo", "--output-dir", str(out)] and main_ppo[6] == "--"
+    train = ["-", "-", *main_ppo[7:]]
     assert pre[pre.index("--stage") + 1 : pre.index("--stage") + 3] == [
         "s3://bkt/run/seed=7/data/rl/rewriting/train.parquet",
         f"{out}/data/bkt/run/seed=7/data/rl/rewriting/train.parquet",
@@ -323,7 +326,7 @@ def test_entrypoint_shell_round_trip(verl_releases, tmp_path, version):
     (out / "state").mkdir(parents=True)
     (out / "state/latest_checkpointed_iteration.txt").write_text(str(profile.ppo.steps))
     subprocess.run(["/bin/sh", "-c", job.entrypoint], env=env, check=True)
-    assert "verl.trainer.main_ppo" not in (tmp_path / "log").read_text()
+    assert "verl-main-ppo" not in (tmp_path / "log").read_text()
 
 
 def test_verl_job_for_a_pipeline_cell(verl_releases, tmp_path, capsys):

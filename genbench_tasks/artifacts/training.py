@@ -87,12 +87,13 @@ class TrainStep(BaseModel):
 
 
 class VerlLaunchRecord(BaseModel):
-    """``verl_launch.json`` in a production verl job's output: written by the preflight on the worker, read
-    by the finish step (the run's wall time starts here)."""
+    """``verl_launch.json`` in a verl job's output: written by the preflight on the worker, read by the finish
+    step (the run's wall time starts here)."""
 
     started: float  # epoch seconds
     verl: str
-    vllm: str
+    vllm: str | None  # None on CPU (the hf rollout)
+    device: str = "cuda"
     host: str
 
 

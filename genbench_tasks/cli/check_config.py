@@ -25,6 +25,9 @@ Checks, in order (the first failure exits 2 with one line naming the key and the
                    unzipped wheel (needs torch; skipped when the release cannot be imported here, e.g.
                    0.6.x with transformers>=5; model loading is stubbed without the model files).
                    Slow (~15 s CPU per version): --no-native skips it.
+  cpu-layer        profiles with cluster.device: cpu (the embedded default): every patch of genbench's
+                   verl CPU layer finds the names it patches, with the shape it expects, in that release
+                   (its wheel, in a subprocess, ~15-45 s); a failure names the verl version and the patch.
 
 Paths default to placeholders; pass --data-dir/--output-dir/--model-path to check a real run.
 """
@@ -75,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from genbench_tasks.pipeline.cells import check_run_config
     from genbench_tasks.profiles import load_profile
-    from genbench_tasks.verl import make_run, validate_run
+    from genbench_tasks.verl import make_run
 
     profile = load_profile(args.profile)
     if args.cache_dir is not None:
@@ -91,7 +95,7 @@ def _check(args: argparse.Namespace) -> int:
             model_path=args.model_path,
             extra_overrides=args.override,
         )
-        report = validate_run(profile, run, native=not args.no_native, cache_dir=args.cache_dir)
+        report = check_run_config(profile, run, native=not args.no_native, cache_dir=args.cache_dir)
         if args.print:
             print(f"# genbench check-config: profile {profile.name}, verl {version}, seed {run.seed}")
             print(report.to_yaml())

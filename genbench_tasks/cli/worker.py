@@ -2,8 +2,10 @@
 
 * `run CELL_DIR`: compute the cell described by CELL_DIR/cell.json (SFT, PPO or evaluation), skipping a
   finished one; per-step progress on stdout, the last line `GENBENCH_RESULT {json result}`.
-* `verl-preflight` / `verl-finish`: the first and last steps of a production verl train job (around
-  `python -m verl.trainer.main_ppo` and verl's model merger, see `genbench_tasks.verl.job`).
+* `verl-preflight`, `verl-main-ppo`, `verl-finish`: the steps of a verl train job (GPU or CPU) around
+  verl's model merger, see `genbench_tasks.verl.job`: check the environment and stage inputs; run
+  `python -m verl.trainer.main_ppo` (its metrics to the file logger, on CPU in a private Ray cluster); check
+  the merged model, write `metrics.jsonl`, mark the cell done.
 
 Ray jobs start it as `python -m genbench_tasks.cli worker ...` (the image's own genbench). Errors: one line
 on stderr, exit 2 (configuration, inputs, a verl version mismatch); a killed job resumes from the cell's
@@ -40,7 +42,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--output-dir", required=True)
     pre.add_argument("--stage", action="append", nargs=2, default=[], metavar=("S3_URI", "PATH"))
     pre.add_argument("--require", action="append", default=[], metavar="PATH", help="must exist")
+    pre.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: checks the CPU layer")
     pre.set_defaults(func=_verl_preflight)
+    ppo = steps.add_parser(
+        "verl-main-ppo",
+        help="verl job: run python -m verl.trainer.main_ppo OVERRIDES (metrics to OUTPUT_DIR/verl-metrics)",
+    )
+    ppo.add_argument("--output-dir", required=True)
+    ppo.add_argument(
+        "--private-ray", action="store_true", help="CPU: verl starts its own private single-node Ray cluster"
+    )
+    ppo.add_argument("overrides", nargs=argparse.REMAINDER, help="-- then main_ppo's Hydra overrides")
+    ppo.set_defaults(func=_verl_main_ppo)
     fin = steps.add_parser("verl-finish", help="verl job: check the merged model, mark the cell done")
     fin.add_argument("--output-dir", required=True)
     _resume_flag(fin)
@@ -67,18 +80,30 @@ def _run(args: argparse.Namespace) -> int:
 def _verl_preflight(args: argparse.Namespace) -> int:
     from genbench_tasks.verl import preflight
 
+    if args.device == "cpu":
+        from genbench_tasks import verl_cpu
+
+        verl_cpu.preflight(args.verl_version)
     pairs = [(src, dst) for src, dst in args.stage]
-    print(json.dumps(preflight(args.verl_version, args.output_dir, pairs, args.require)))
+    print(json.dumps(preflight(args.verl_version, args.output_dir, pairs, args.require, args.device)))
     return 0
+
+
+def _verl_main_ppo(args: argparse.Namespace) -> int:
+    from genbench_tasks.verl import run_main_ppo
+
+    overrides = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
+    return run_main_ppo(args.output_dir, overrides, private_ray=args.private_ray)
 
 
 def _verl_finish(args: argparse.Namespace) -> int:
     import time
 
     from genbench_tasks.pipeline.cells import SPEC_NAME, mark_done, read_spec
-    from genbench_tasks.verl import check_merged_model
+    from genbench_tasks.verl import check_merged_model, collect_metrics
 
     model_dir, started = check_merged_model(args.output_dir)
+    collect_metrics(args.output_dir)
     if (Path(args.output_dir) / SPEC_NAME).is_file():  # a pipeline cell: mark it done
         mark_done(read_spec(args.output_dir), time.time() - started)
     print(model_dir)

@@ -28,7 +28,8 @@ from genbench_tasks.hashing import content_key
 from genbench_tasks.labels import TRL_PPO
 from genbench_tasks.profiles import Profile
 from genbench_tasks.provenance import code_version
-from genbench_tasks.verl import VerlJob, VerlRun, build_job_spec, data_files
+from genbench_tasks.verl import VerlJob, VerlRun, build_job_spec, data_files, on_cpu, validate_run
+from genbench_tasks.verl.config import ConfigCheck, VerlConfigReport
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ def run_cell(cell_dir: str | Path, printer: Callable[[str], None] = print) -> Ba
             printer=printer,
         )
     elif spec.kind == "train":
+        if profile.backend == "verl":
+            raise GenbenchError(
+                f"cell {spec.key}: backend verl trains through verl's main_ppo job (verl_job), "
+                "not `genbench worker run`"
+            )
         from genbench_tasks.training.ppo_core import train_run
 
         result = train_run(
@@ -150,9 +156,33 @@ def worker_entrypoint(cell_dir: str | Path) -> str:
     return f"python -m genbench_tasks.cli worker run {shlex.quote(str(cell_dir))}"
 
 
+def check_run_config(
+    profile: Profile, run: VerlRun, *, native: bool = True, cache_dir: str | None = None
+) -> VerlConfigReport:
+    """What ``genbench check-config`` and the nightly's check task run for one verl run: its overrides composed
+    against the release's own config (see :func:`genbench_tasks.verl.validate_run`); on ``cluster.device:
+    cpu`` with the CPU layer's overrides, and every CPU-layer patch checked against that release's wheel
+    (:func:`genbench_tasks.verl_cpu.check_release`, in a subprocess, ~15-45 s), so a verl release that breaks
+    the layer is reported before a nightly trains."""
+    layer = None
+    if on_cpu(profile):
+        from genbench_tasks import verl_cpu
+
+        layer = verl_cpu.job_layer(run.verl_version, run.seed, cache_dir, install=False)
+    report = validate_run(profile, run, layer=layer, native=native, cache_dir=cache_dir)
+    if layer is not None:
+        patches = verl_cpu.check_release(run.verl_version, cache_dir)
+        names = ", ".join(r["name"] for r in patches)
+        report.checks.append(
+            ConfigCheck(name="cpu-layer", status="ok", detail=f"{len(patches)} patches: {names}")
+        )
+    return report
+
+
 def verl_job(profile: Profile, cell: CellSpec, **kwargs) -> VerlJob:
-    """The production verl job for a train cell: data from ``cell.data_dir``, init model ``cell.checkpoint_dir``
-    (the SFT output), outputs in ``cell.cell_dir`` (``kwargs`` go to :func:`genbench_tasks.verl.build_job_spec`)."""
+    """The verl ``main_ppo`` job of a train cell: data from ``cell.data_dir``, init model ``cell.checkpoint_dir``
+    (the SFT output), outputs in ``cell.cell_dir``; on ``cluster.device: cpu`` with the CPU layer
+    (``kwargs`` go to :func:`genbench_tasks.verl.build_job_spec`)."""
     if not cell.verl_version:
         raise GenbenchError(f"cell {cell.key} has no verl version")
     train, val = data_files(profile, cell.data_dir)
@@ -164,4 +194,32 @@ def verl_job(profile: Profile, cell: CellSpec, **kwargs) -> VerlJob:
         output_dir=cell.cell_dir,
         model_path=cell.checkpoint_dir,
     )
+    if on_cpu(profile):
+        from genbench_tasks import verl_cpu
+
+        kwargs.setdefault("layer", verl_cpu.job_layer(cell.verl_version, cell.seed, kwargs.get("cache_dir")))
     return build_job_spec(profile, run, **kwargs)
+
+
+def run_verl_job_here(
+    job: VerlJob, printer: Callable[[str], None] = print, timeout: float | None = None
+) -> int:
+    """Run a verl job's entrypoint with bash in this process's environment, as the Ray job driver would (its
+    runtime_env's env vars applied; ``image_uri`` cannot apply here). Output lines go to ``printer``."""
+    import os
+    import subprocess
+    import sys
+
+    if job.image_uri:
+        raise GenbenchError(
+            f"job for verl {job.verl_version} runs in image {job.image_uri}: submit it to Ray"
+        )
+    env = {**os.environ, **job.runtime_env.get("env_vars", {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` = this one
+    proc = subprocess.Popen(
+        ["bash", "-c", job.entrypoint], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        printer(line.rstrip("\n"))
+    return proc.wait(timeout=timeout)

@@ -7,6 +7,7 @@ plan_run -> build_data -> validate_data -> check_verl_config (per version) -> pl
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import time
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from genbench_tasks.labels import SFT, TRL_PPO
 from genbench_tasks.pipeline.cells import CellSpec, cell_key, verl_job, worker_entrypoint, write_spec
 from genbench_tasks.profiles import DEFAULT_PROFILE
 from genbench_tasks.provenance import code_version
+from genbench_tasks.verl import ensure_verl_env, installed_verl, on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +197,13 @@ def validate_data(plan: RunPlan) -> dict:
 
 
 def check_verl_config(plan: RunPlan, version: str) -> dict:
-    """Compose the profile's verl overrides against that version's own Hydra config, before any job runs."""
-    from genbench_tasks.verl import check_config
+    """Compose the profile's verl overrides against that version's own Hydra config (and, on CPU, check the
+    CPU layer against that release) before any job runs."""
+    from genbench_tasks.pipeline.cells import check_run_config
+    from genbench_tasks.verl import make_run
 
-    result = check_config(plan.load_profile(), version)
-    return result if isinstance(result, dict) else {"version": version, "ok": True}
+    profile = plan.load_profile()
+    return check_run_config(profile, make_run(profile, version)).short()
 
 
 def plan_cells(plan: RunPlan) -> CellPlan:
@@ -267,34 +271,34 @@ def plan_cells(plan: RunPlan) -> CellPlan:
 
 
 def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
-    """RayJobOperator kwargs for one cell (entrypoint, deterministic id, runtime_env pinning verl)."""
+    """RayJobOperator kwargs for one cell (entrypoint, deterministic id, runtime_env pinning verl).
+
+    Backend ``verl``: PPO cells are verl ``main_ppo`` jobs (:func:`verl_job`); on GPUs every cell runs in the
+    worker image of its verl version, on CPU (the embedded default) in this environment, another verl release
+    first on ``PYTHONPATH`` from its cached install. Backend ``verl-core``: the same cached install for a PPO
+    cell of another release. Every other cell runs ``genbench worker run CELL_DIR``.
+    """
     from genbench_tasks.launch.ray_jobs import runtime_env_for_verl
 
     profile = plan.load_profile()
-    production = profile.backend == "verl"
+    gpu = profile.backend == "verl" and not on_cpu(profile)
     version = cell.verl_version or plan.baseline_version
-    image = profile.cluster.worker_image.format(verl_version=version) if production else None
-    if cell.kind == "train" and production and cell.label != TRL_PPO:
-        entrypoint = verl_job(profile, cell).entrypoint
-    else:
-        entrypoint = worker_entrypoint(cell.cell_dir)
-    # Production: one image per verl version. Embedded: a pip runtime_env installs the wheel (--no-deps) on top
-    # of the base env; Ray copies the whole venv for it (~2 GB, ~1 min), so the installed release is used as is
-    # (the trainer still checks that the verl it imports is the version asked for).
-    pin = production or (
-        cell.kind == "train" and cell.verl_version is not None and version != _installed_verl()
-    )
-    runtime_env = (
-        runtime_env_for_verl(version, mode="image" if production else "pip", image_uri=image, env_vars={})
-        if pin
-        else {}
-    )
+    entrypoint, runtime_env = worker_entrypoint(cell.cell_dir), {}
+    if cell.kind == "train" and profile.backend == "verl" and cell.label != TRL_PPO:
+        job = verl_job(profile, cell)
+        entrypoint, runtime_env = job.entrypoint, job.runtime_env
+    elif gpu:
+        image = profile.cluster.worker_image.format(verl_version=version)
+        runtime_env = runtime_env_for_verl(version, mode="image", image_uri=image, env_vars={})
+    elif cell.kind == "train" and cell.verl_version is not None and version != installed_verl():
+        path = shlex.quote(str(ensure_verl_env(version)))
+        entrypoint = f"export PYTHONPATH={path}${{PYTHONPATH:+:$PYTHONPATH}} && {entrypoint}"
     return {
         "entrypoint": entrypoint,
         "submission_id": cell.submission_id,
         "runtime_env": runtime_env,
         "entrypoint_num_cpus": 1,
-        "entrypoint_num_gpus": _driver_gpus(profile, cell) if production else None,
+        "entrypoint_num_gpus": _driver_gpus(profile, cell) if gpu else None,
         "metadata": {
             "genbench_cell": cell.key,
             "kind": cell.kind,
@@ -312,15 +316,6 @@ def _driver_gpus(profile, cell: CellSpec) -> int | None:
     if cell.kind == "train" and cell.label == TRL_PPO:
         return 1
     return None
-
-
-def _installed_verl() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("verl")
-    except PackageNotFoundError:
-        return None
 
 
 def pending(cells: list[CellSpec]) -> list[CellSpec]:

@@ -17,6 +17,8 @@ VAR_WEBHOOK_URL = "genbench_webhook_url"  # optional: POST a JSON run summary he
 ENV_SCHEDULE = "GENBENCH_NIGHTLY_CRON"
 DEFAULT_SCHEDULE = "0 2 * * *"
 ENV_DEFAULT_PROFILE = "GENBENCH_PROFILE"
+ENV_TRAIN_CONCURRENCY = "GENBENCH_TRAIN_CONCURRENCY"  # PPO jobs of one nightly running at once
+TRAIN_JOB_GIB = 5  # what one verl main_ppo job on CPU takes at its peak (~4.5 GiB, measured)
 
 REQUIRED_CONNECTIONS = (CONN_S3, CONN_RAY)
 REQUIRED_VARIABLES = (VAR_REPORT_URI, VAR_WORK_DIR)
@@ -31,3 +33,14 @@ def default_profile() -> str:
     from genbench_tasks.profiles import DEFAULT_PROFILE
 
     return os.environ.get(ENV_DEFAULT_PROFILE, DEFAULT_PROFILE)
+
+
+def train_concurrency() -> int:
+    """How many PPO train tasks of a nightly run at once: ``$GENBENCH_TRAIN_CONCURRENCY``, else what this
+    machine holds (one per core, ``TRAIN_JOB_GIB`` of memory each). On a GPU cluster set the env var: Ray
+    queues what does not fit anyway, this bounds what Airflow holds open."""
+    value = os.environ.get(ENV_TRAIN_CONCURRENCY)
+    if value:
+        return max(1, int(value))
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(os.cpu_count() or 1, int(memory_gib // TRAIN_JOB_GIB)))

@@ -92,8 +92,10 @@ class PPOSettings(_Strict):
 
 
 class ClusterSettings(_Strict):
-    """Resources for backend `verl` (GPU-only; ignored by `verl-core`)."""
+    """Resources for backend `verl` (ignored by `verl-core`). ``device: cpu`` runs verl's own trainer through
+    the CPU layer (:mod:`genbench_tasks.verl_cpu`: ``hf`` rollout, FSDP2 on gloo) instead of vLLM on GPUs."""
 
+    device: Literal["cuda", "cpu"] = "cuda"
     nnodes: int = 1
     n_gpus_per_node: int = 1
     tensor_parallel_size: int = 1

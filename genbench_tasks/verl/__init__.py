@@ -8,7 +8,8 @@
   :func:`check_merged_model`).
 
 Callers import from ``genbench_tasks.verl``. Imports stay light (pydantic, omegaconf, hydra): the Airflow DAG
-imports this package. The in-process CPU backend's patches for verl live in :mod:`genbench_tasks.verl_cpu`.
+imports this package. The CPU layer (verl's trainer on CPU: patches, ``hf`` rollout, :func:`job_layer` building
+the :class:`DeviceLayer` of a CPU run) lives in :mod:`genbench_tasks.verl_cpu`, above this package.
 """
 
 from genbench_tasks.verl.config import (
@@ -23,29 +24,37 @@ from genbench_tasks.verl.config import (
     check_overrides,
     check_runtime_env,
     compose,
+    ensure_verl_env,
     ensure_verl_release,
     hydra_value,
+    installed_verl,
     known_keys,
     override,
     parse_version,
     rules_for,
 )
 from genbench_tasks.verl.job import (
+    DeviceLayer,
     VerlJob,
     VerlRun,
     build_job_spec,
     build_overrides,
     check_config,
     check_merged_model,
+    collect_metrics,
     data_files,
     make_run,
     merge_argv,
+    on_cpu,
     preflight,
+    run_main_ppo,
     validate_run,
+    verl_steps,
 )
 
 __all__ = [
     "CACHE_ENV",
+    "DeviceLayer",
     "MIN_VERL_VERSION",
     "REWARD_FUNCTION",
     "REWARD_MODULE",
@@ -60,17 +69,23 @@ __all__ = [
     "check_config",
     "check_merged_model",
     "check_overrides",
+    "collect_metrics",
     "check_runtime_env",
     "compose",
     "data_files",
+    "ensure_verl_env",
     "ensure_verl_release",
     "hydra_value",
+    "installed_verl",
     "known_keys",
     "make_run",
     "merge_argv",
+    "on_cpu",
     "override",
     "parse_version",
     "preflight",
     "rules_for",
+    "run_main_ppo",
     "validate_run",
+    "verl_steps",
 ]

@@ -266,6 +266,58 @@ def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None
     return dest
 
 
+def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A directory to put first on ``PYTHONPATH`` so this environment imports ``verl==version``: the wheel
+    installed alone (``pip install --no-deps --target``, dist-info included, so ``importlib.metadata`` agrees;
+    the wheel's stray top-level ``tests``/``scripts`` removed) over everything else installed here. Built once
+    per version under ``$GENBENCH_CACHE/verl-envs`` (a few MB, not a venv copy per Ray session)."""
+    parse_version(version)
+    root = cache_root(cache_dir) / "verl-envs"
+    dest = root / f"verl-{version}"
+    if (dest / ".complete").is_file():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / f".verl-{version}.lock"):
+        if (dest / ".complete").is_file():
+            return dest
+        wheels = wheel_cache_dir(cache_dir)
+        wheels.mkdir(parents=True, exist_ok=True)
+        with file_lock(wheels / f".verl-{version}.lock"):
+            wheel = next(iter(sorted(wheels.glob(f"verl-{version}-*.whl"))), None) or _download_wheel(
+                version, wheels
+            )
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".verl-{version}-"))
+        try:
+            cmd = [
+                sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--quiet",
+                "--disable-pip-version-check", "--target", str(tmp), str(wheel),
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+                raise VerlConfigError(f"verl {version}: pip install --target failed: {' '.join(tail)}")
+            for extra in tmp.iterdir():  # the wheel also ships top-level tests/ and scripts/: not ours
+                if extra.name != "verl" and not extra.name.startswith("verl-"):
+                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+            write_text(tmp / ".complete", json.dumps({"wheel": wheel.name, "sha256": file_sha256(wheel)}))
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def installed_verl() -> str | None:
+    """The verl version this environment imports (None when not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("verl")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def verl_config_dir(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """``verl/trainer/config`` of that release (fetched on first use)."""
     return ensure_verl_release(version, cache_dir) / "verl" / "trainer" / "config"

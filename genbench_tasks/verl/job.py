@@ -1,26 +1,36 @@
-"""One ``verl.trainer.main_ppo`` run (PPO + GAE with a critic, FSDP, vLLM rollouts) as a Ray job (GPU-only).
+"""One ``verl.trainer.main_ppo`` run (PPO + GAE with a critic, FSDP, KL in the reward) as a Ray job: on GPUs
+with vLLM rollouts in one worker image per verl version; on CPU (``cluster.device: cpu``, the embedded
+default) with the additions of a :class:`DeviceLayer` (:func:`genbench_tasks.verl_cpu.job_layer`: ``hf``
+rollouts, FSDP2 on gloo) in this machine's environment.
 
 * :func:`build_overrides`: the Hydra override list for one (profile, verl version, seed, data, output dir),
   with every key placed where *that* verl release reads it (see :mod:`.config` and docs/verl-versions.md).
 * :func:`validate_run` / :func:`check_config`: compose those overrides against the release's own config.
 * :func:`merge_argv`: verl's FSDP -> HF model merger command.
-* :func:`build_job_spec`: entrypoint + runtime_env (``image_uri``) for the Ray launcher.
+* :func:`build_job_spec`: entrypoint + runtime_env (GPU: ``image_uri``; CPU: the layer's env vars, another
+  release first on ``PYTHONPATH``) for the Ray launcher.
 
 Output layout (``output_dir`` must be on storage shared by all nodes): ``state/`` = verl's FSDP checkpoints
 (``trainer.default_local_dir``, resumed with ``trainer.resume_mode=auto``), ``checkpoint/`` = the merged
-HF model, ``data/`` = S3 inputs staged for verl (it reads local/HDFS paths only).
+HF model, ``verl-metrics/attempt-<n>.jsonl`` = verl's file logger per attempt (merged into ``metrics.jsonl``
+by the last step), ``hydra/attempt-<n>`` = the composed config of each attempt, ``data/`` = S3 inputs
+staged for verl (it reads local/HDFS paths only).
 
-The job's own first and last steps are ``genbench worker verl-preflight`` / ``verl-finish`` (:func:`preflight`,
-:func:`check_merged_model`), run by the one worker entry point (``genbench_tasks.cli.worker``).
+The job's steps are ``genbench worker verl-preflight`` -> ``verl-main-ppo`` (:func:`run_main_ppo`) -> verl's
+model merger -> ``verl-finish`` (:func:`check_merged_model`, :func:`collect_metrics`), run by the one worker
+entry point (``genbench_tasks.cli.worker``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +38,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genbench_tasks.artifacts.datasets import DatasetManifest
-from genbench_tasks.artifacts.io import read_model, write_model
-from genbench_tasks.artifacts.training import VerlLaunchRecord
+from genbench_tasks.artifacts.io import read_model, write_jsonl, write_model
+from genbench_tasks.artifacts.layout import TRAIN_METRICS
+from genbench_tasks.artifacts.training import TrainStep, VerlLaunchRecord
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.families import training_families
 from genbench_tasks.verl.config import (
@@ -52,6 +63,7 @@ STATE_SUBDIR = "state"
 MODEL_SUBDIR = "checkpoint"  # merged HF model (what evaluation loads)
 DATA_SUBDIR = "data"  # staged S3 inputs
 LAUNCH_RECORD = "verl_launch.json"
+VERL_METRICS_SUBDIR = "verl-metrics"  # verl's file logger, one JSONL per attempt (it truncates on open)
 PLACEHOLDER_ROOT = "/genbench-placeholder"
 #: The worker entry point the job's first and last steps run through (genbench_tasks.cli.worker).
 WORKER = "python -m genbench_tasks.cli worker"
@@ -110,6 +122,42 @@ class VerlRun(BaseModel):
         return [(u, self.staged(u)) for u in [*self.train_files, *self.val_files] if u.startswith("s3://")]
 
 
+class DeviceLayer(BaseModel):
+    """What a run on a non-GPU device adds (the CPU layer builds it: :func:`genbench_tasks.verl_cpu.job_layer`):
+    Hydra overrides applied after the profile's, env vars for every verl process, and the directory of
+    another verl release to put first on ``PYTHONPATH``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overrides: list[str] = Field(default_factory=list)
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    python_path: str | None = None
+
+
+def on_cpu(profile: Any) -> bool:
+    """``cluster.device: cpu``: verl's trainer through the CPU layer (genbench_tasks.verl_cpu)."""
+    return profile.cluster.device == "cpu"
+
+
+def rollout_name(profile: Any) -> str:
+    return "hf" if on_cpu(profile) else "vllm"
+
+
+def train_strategy(profile: Any) -> str:
+    """FSDP2 on CPU (FSDP1 wants a device id), FSDP on GPUs."""
+    return "fsdp2" if on_cpu(profile) else "fsdp"
+
+
+def _require_layer(profile: Any, layer: DeviceLayer | None) -> None:
+    if on_cpu(profile) and layer is None:
+        raise VerlConfigError(
+            f"profile {profile.name!r} trains on cluster.device=cpu: its jobs need the CPU layer "
+            "(genbench_tasks.verl_cpu.job_layer)"
+        )
+    if layer is not None and not on_cpu(profile):
+        raise VerlConfigError(f"profile {profile.name!r} runs on {profile.cluster.device}: no device layer")
+
+
 def model_path_for(profile: Any, run: VerlRun) -> str:
     """The model verl initialises actor, reference and critic from."""
     path = run.model_path or (profile.model.path if profile.model.source == "hf" else None)
@@ -133,8 +181,10 @@ def reward_path_for(run: VerlRun) -> str:
     return spec.origin
 
 
-def build_overrides(profile: Any, run: VerlRun) -> list[str]:
-    """Hydra overrides for ``python -m verl.trainer.main_ppo`` (order matters only for ``extra_overrides``)."""
+def build_overrides(profile: Any, run: VerlRun, layer: DeviceLayer | None = None) -> list[str]:
+    """Hydra overrides for ``python -m verl.trainer.main_ppo``: the profile's, then the device layer's (CPU),
+    then ``run.extra_overrides`` (the last value of a key wins)."""
+    _require_layer(profile, layer)
     rules = rules_for(run.verl_version)
     ppo, cluster = profile.ppo, profile.cluster
     model = model_path_for(profile, run)
@@ -155,7 +205,7 @@ def build_overrides(profile: Any, run: VerlRun) -> list[str]:
         ("data.max_prompt_length", ppo.max_prompt_length),
         ("data.max_response_length", ppo.max_response_length),
         ("actor_rollout_ref.model.path", model),
-        ("actor_rollout_ref.actor.strategy", "fsdp"),
+        ("actor_rollout_ref.actor.strategy", train_strategy(profile)),
         ("actor_rollout_ref.actor.optim.lr", ppo.actor_lr),
         ("actor_rollout_ref.actor.ppo_mini_batch_size", ppo.mini_batch_size),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", cluster.ppo_micro_batch_size_per_gpu),
@@ -167,7 +217,7 @@ def build_overrides(profile: Any, run: VerlRun) -> list[str]:
             "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
             cluster.log_prob_micro_batch_size_per_gpu,
         ),
-        ("actor_rollout_ref.rollout.name", "vllm"),
+        ("actor_rollout_ref.rollout.name", rollout_name(profile)),
         ("actor_rollout_ref.rollout.tensor_model_parallel_size", cluster.tensor_parallel_size),
         ("actor_rollout_ref.rollout.gpu_memory_utilization", cluster.gpu_memory_utilization),
         ("actor_rollout_ref.rollout.n", cluster.rollout_n),
@@ -176,7 +226,7 @@ def build_overrides(profile: Any, run: VerlRun) -> list[str]:
             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
             cluster.log_prob_micro_batch_size_per_gpu,
         ),
-        ("critic.strategy", "fsdp"),
+        ("critic.strategy", train_strategy(profile)),
         ("critic.model.path", model),
         ("critic.optim.lr", ppo.critic_lr),
         ("critic.ppo_mini_batch_size", ppo.mini_batch_size),
@@ -194,7 +244,7 @@ def build_overrides(profile: Any, run: VerlRun) -> list[str]:
         ("trainer.resume_mode", "auto"),
         ("trainer.max_actor_ckpt_to_keep", run.max_ckpt_to_keep),
         ("trainer.max_critic_ckpt_to_keep", run.max_ckpt_to_keep),
-        ("trainer.logger", ["console"]),
+        ("trainer.logger", ["console", "file"]),  # file: VERL_FILE_LOGGER_PATH, set by run_main_ppo
         ("trainer.project_name", run.project_name),
         ("trainer.experiment_name", experiment),
     ]
@@ -202,16 +252,18 @@ def build_overrides(profile: Any, run: VerlRun) -> list[str]:
     for key in rules.seed_keys:  # data.seed is not in 0.6.0's schema: add it there
         prefix = "+" if key == "data.seed" and not rules.data_seed_in_schema else ""
         overrides.append(prefix + override(key, run.seed))
+    if layer is not None:
+        overrides += layer.overrides
     return overrides + normalize_reward_overrides(run.extra_overrides, run.verl_version)
 
 
-def policy_expectations(run: VerlRun) -> dict[str, Any]:
+def policy_expectations(profile: Any, run: VerlRun) -> dict[str, Any]:
     """What genbench requires of the composed config whatever ``extra_overrides`` say."""
     return {
         "algorithm.adv_estimator": "gae",
-        "actor_rollout_ref.rollout.name": "vllm",
-        "actor_rollout_ref.actor.strategy": "fsdp",
-        "critic.strategy": "fsdp",
+        "actor_rollout_ref.rollout.name": rollout_name(profile),
+        "actor_rollout_ref.actor.strategy": train_strategy(profile),
+        "critic.strategy": train_strategy(profile),
         "trainer.default_local_dir": run.state_dir,
         "trainer.resume_mode": "auto",
     }
@@ -279,10 +331,12 @@ def validate_run(
     run: VerlRun | None = None,
     *,
     version: str | None = None,
+    layer: DeviceLayer | None = None,
     native: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> VerlConfigReport:
-    """Build the run's overrides and check them against its verl release (see :func:`check_overrides`)."""
+    """Build the run's overrides (with the device ``layer`` on CPU) and check them against its verl release
+    (see :func:`check_overrides`)."""
     if run is None:
         if version is None:
             raise GenbenchError("validate_run needs a run or a version")
@@ -291,9 +345,9 @@ def validate_run(
         raise GenbenchError(f"version {version} does not match the run's verl {run.verl_version}")
     report = check_overrides(
         run.verl_version,
-        build_overrides(profile, run),
+        build_overrides(profile, run, layer),
         seed=run.seed,
-        expect=policy_expectations(run),
+        expect=policy_expectations(profile, run),
         native=native,
         cache_dir=cache_dir,
     )
@@ -306,6 +360,7 @@ def check_config(
     version: str,
     run: VerlRun | None = None,
     *,
+    layer: DeviceLayer | None = None,
     native: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
@@ -313,7 +368,8 @@ def check_config(
 
     Returns a small JSON-able dict (``VerlConfigReport.short()``); raises :class:`VerlConfigError`.
     """
-    return validate_run(profile, run, version=version, native=native, cache_dir=cache_dir).short()
+    report = validate_run(profile, run, version=version, layer=layer, native=native, cache_dir=cache_dir)
+    return report.short()
 
 
 # --------------------------------------------------------------------------------------- job pieces
@@ -352,8 +408,9 @@ class VerlJob(BaseModel):
     merge_argv: list[str]
     state_dir: str
     model_dir: str
-    image_uri: str
-    #: what the image must contain (Ray's image_uri cannot be combined with pip: the image pins these).
+    image_uri: str | None = None  # GPU: the worker image of this verl version
+    python_path: str | None = None  # CPU: the cached install of this verl version, first on PYTHONPATH
+    #: what the image/environment must contain (Ray's image_uri cannot be combined with pip: it pins these)
     requirements: list[str]
 
     def submit_kwargs(self) -> dict[str, Any]:
@@ -365,7 +422,9 @@ class VerlJob(BaseModel):
         }
 
 
-def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]) -> str:
+def _entrypoint(
+    profile: Any, run: VerlRun, overrides: list[str], merge: list[str], python_path: str | None
+) -> str:
     rules = rules_for(run.verl_version)
     stage = "".join(f" --stage {shlex.quote(src)} {shlex.quote(dst)}" for src, dst in run.stage_pairs())
     local = [
@@ -376,7 +435,7 @@ def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]
     require = "".join(f" --require {shlex.quote(path)}" for path in local)
     preflight = (
         f"{WORKER} verl-preflight --verl-version {run.verl_version} --output-dir {shlex.quote(run.output_dir)}"
-        f"{stage}{require}"
+        f" --device {profile.cluster.device}{stage}{require}"
     )
     runtime_reward = not rules.reward_pkg_path and not run.reward_path
     args = []
@@ -387,15 +446,23 @@ def _entrypoint(run: VerlRun, overrides: list[str], steps: int, merge: list[str]
         else:
             args.append(shlex.quote(item))
     latest = shlex.quote(f"{run.state_dir}/latest_checkpointed_iteration.txt")
-    train = f'{{ [ "$(cat {latest} 2>/dev/null)" = "{steps}" ] || python -m verl.trainer.main_ppo {" ".join(args)}; }}'
+    private = " --private-ray" if on_cpu(profile) else ""
+    main_ppo = (
+        f"{WORKER} verl-main-ppo --output-dir {shlex.quote(run.output_dir)}{private} -- {' '.join(args)}"
+    )
+    train = f'{{ [ "$(cat {latest} 2>/dev/null)" = "{profile.ppo.steps}" ] || {main_ppo}; }}'
     finish = f"{WORKER} verl-finish --output-dir {shlex.quote(run.output_dir)}"
-    return " && ".join([preflight, train, shlex.join(merge), finish])
+    steps = [preflight, train, shlex.join(merge), finish]
+    if python_path:  # this verl release installed alone, ahead of the base environment
+        steps.insert(0, f"export PYTHONPATH={shlex.quote(python_path)}${{PYTHONPATH:+:$PYTHONPATH}}")
+    return " && ".join(steps)
 
 
 def build_job_spec(
     profile: Any,
     run: VerlRun,
     *,
+    layer: DeviceLayer | None = None,
     env_vars: dict[str, str] | None = None,
     check: bool = True,
     native: bool = False,
@@ -403,22 +470,34 @@ def build_job_spec(
 ) -> VerlJob:
     """The Ray job for ``run``: preflight -> main_ppo (skipped when already complete) -> merge -> finish.
 
-    ``check`` composes the overrides against that verl release first (fetching its wheel once).
+    ``check`` composes the overrides against that verl release first (fetching its wheel once). GPU: one
+    worker image per verl version (``image_uri``). CPU (``layer``): this machine's environment with the
+    layer's env vars; another verl release first on ``PYTHONPATH`` (``layer.python_path``).
     """
     if check:
-        validate_run(profile, run, native=native, cache_dir=cache_dir)
-    overrides = build_overrides(profile, run)
-    steps = profile.ppo.steps
+        validate_run(profile, run, layer=layer, native=native, cache_dir=cache_dir)
+    overrides = build_overrides(profile, run, layer)
     if profile.ppo.save_freq <= 0:
         raise VerlConfigError("ppo.save_freq must be > 0: the merge needs verl's final checkpoint")
-    merge = merge_argv(run.state_dir, steps, run.model_dir, verl_version=run.verl_version)
-    image = profile.cluster.worker_image.format(verl_version=run.verl_version)
-    runtime_env: dict[str, Any] = {"image_uri": image}
+    merge = merge_argv(run.state_dir, profile.ppo.steps, run.model_dir, verl_version=run.verl_version)
+    runtime_env: dict[str, Any] = {}
+    image = python_path = None
+    if layer is not None:
+        runtime_env["env_vars"] = dict(layer.env_vars)
+        python_path = layer.python_path
+        requirements = [f"verl=={run.verl_version}", "genbench"]
+    else:
+        image = profile.cluster.worker_image.format(verl_version=run.verl_version)
+        runtime_env["image_uri"] = image
+        requirements = [f"verl[vllm]=={run.verl_version}", "genbench"]
     if env_vars:
-        runtime_env["env_vars"] = {str(k): str(v) for k, v in env_vars.items()}
+        runtime_env["env_vars"] = {
+            **runtime_env.get("env_vars", {}),
+            **{str(k): str(v) for k, v in env_vars.items()},
+        }
     check_runtime_env(runtime_env, run.verl_version)
     return VerlJob(
-        entrypoint=_entrypoint(run, overrides, steps, merge),
+        entrypoint=_entrypoint(profile, run, overrides, merge, python_path),
         runtime_env=runtime_env,
         metadata={
             "genbench_profile": profile.name,
@@ -433,7 +512,8 @@ def build_job_spec(
         state_dir=run.state_dir,
         model_dir=run.model_dir,
         image_uri=image,
-        requirements=[f"verl[vllm]=={run.verl_version}", "genbench"],
+        python_path=python_path,
+        requirements=requirements,
     )
 
 
@@ -441,10 +521,15 @@ def build_job_spec(
 
 
 def preflight(
-    version: str, output_dir: str, stage: list[tuple[str, str]], require: list[str] | None = None
+    version: str,
+    output_dir: str,
+    stage: list[tuple[str, str]],
+    require: list[str] | None = None,
+    device: str = "cuda",
 ) -> dict[str, Any]:
-    """First step of the job, inside the worker image: right verl + vLLM installed, reward importable,
-    S3 inputs staged, local inputs present. Raises :class:`GenbenchError` (exit 2) before verl starts."""
+    """First step of the job: the right verl installed (+ vLLM on cuda; on cpu the worker entry point checks
+    the CPU layer first), reward importable, S3 inputs staged, local inputs present. Raises
+    :class:`GenbenchError` (exit 2) before verl starts."""
     from importlib import metadata
 
     try:
@@ -452,11 +537,14 @@ def preflight(
     except metadata.PackageNotFoundError:
         installed = None
     if installed != version:
-        raise GenbenchError(f"worker image has verl {installed}, the job needs verl[vllm]=={version}")
-    try:
-        vllm = metadata.version("vllm")
-    except metadata.PackageNotFoundError as exc:
-        raise GenbenchError(f"worker image lacks vllm (needs verl[vllm]=={version})") from exc
+        where = "this environment" if device == "cpu" else "worker image"
+        raise GenbenchError(f"{where} has verl {installed}, the job needs verl=={version}")
+    vllm = None
+    if device != "cpu":
+        try:
+            vllm = metadata.version("vllm")
+        except metadata.PackageNotFoundError as exc:
+            raise GenbenchError(f"worker image lacks vllm (needs verl[vllm]=={version})") from exc
     module = importlib.import_module(REWARD_MODULE)
     if not callable(getattr(module, REWARD_FUNCTION, None)):
         raise GenbenchError(f"{REWARD_MODULE}.{REWARD_FUNCTION} is missing on the worker")
@@ -465,7 +553,9 @@ def preflight(
     missing = [path for path in require or [] if not os.path.exists(path)]
     if missing:
         raise GenbenchError(f"inputs missing on the worker: {', '.join(missing)}")
-    record = VerlLaunchRecord(started=time.time(), verl=installed, vllm=vllm, host=os.uname().nodename)
+    record = VerlLaunchRecord(
+        started=time.time(), verl=installed, vllm=vllm, device=device, host=os.uname().nodename
+    )
     write_model(Path(output_dir) / LAUNCH_RECORD, record)
     return record.model_dump()
 
@@ -494,3 +584,130 @@ def check_merged_model(output_dir: str) -> tuple[Path, float]:
     record = Path(output_dir) / LAUNCH_RECORD
     started = read_model(record, VerlLaunchRecord).started if record.is_file() else time.time()
     return model_dir, started
+
+
+def run_main_ppo(
+    output_dir: str | os.PathLike,
+    overrides: list[str],
+    *,
+    private_ray: bool,
+    env: dict[str, str] | None = None,
+    stdout: Any = None,
+    timeout: float | None = None,
+) -> int:
+    """``python -m verl.trainer.main_ppo OVERRIDES`` as a child process; returns its exit code.
+
+    Metrics go to ``output_dir/verl-metrics/attempt-<n>.jsonl`` (verl's file logger), Hydra's record of the
+    composed config to ``output_dir/hydra/attempt-<n>``. ``private_ray`` (CPU): verl's own ``ray.init``
+    starts a private single-node cluster, also inside a Ray job (whose ``RAY_ADDRESS`` is dropped): its own
+    temp dir, a fresh auth token, listeners on 127.0.0.1; what it started is gone when this returns, and a
+    killed attempt's leftovers are reaped by the next. SIGTERM/SIGINT are forwarded to the trainer.
+    """
+    import secrets
+    import signal
+    import subprocess
+    import tempfile
+
+    metrics = Path(output_dir) / VERL_METRICS_SUBDIR
+    metrics.mkdir(parents=True, exist_ok=True)
+    for stale in metrics.glob("attempt-*.ray"):  # a killed attempt's private cluster
+        _reap(Path(stale.read_text().strip()))
+        stale.unlink()
+    attempt = len(list(metrics.glob("attempt-*.jsonl")))
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        "VERL_FILE_LOGGER_PATH": str(metrics / f"attempt-{attempt}.jsonl"),
+    }
+    ray_dir: Path | None = None
+    if private_ray:
+        ray_dir = Path(tempfile.mkdtemp(prefix="gbverl-", dir="/tmp"))  # short: Ray's socket paths
+        token = ray_dir / "auth_token"
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        (metrics / f"attempt-{attempt}.ray").write_text(str(ray_dir))
+        for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_JOB_CONFIG_JSON_ENV_VAR"):
+            child_env.pop(key, None)
+        child_env.update(
+            RAY_TMPDIR=str(ray_dir),
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN_PATH=str(token),
+            RAY_USAGE_STATS_ENABLED="0",
+        )
+    hydra_dir = Path(output_dir).resolve() / "hydra" / f"attempt-{attempt}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "verl.trainer.main_ppo",
+        *overrides,
+        override("hydra.run.dir", str(hydra_dir)),
+    ]
+    log.info(
+        "main_ppo (attempt %d, %s Ray): %s", attempt, "private" if private_ray else "cluster", shlex.join(cmd)
+    )
+    proc = subprocess.Popen(cmd, env=child_env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if ray_dir is not None:
+            _reap(ray_dir)
+            (metrics / f"attempt-{attempt}.ray").unlink(missing_ok=True)
+
+
+def _reap(ray_dir: Path) -> None:
+    """Kill what a private cluster left running (found by its temp dir in their command lines), then
+    remove the temp dir."""
+    import shutil
+
+    import psutil
+
+    marker = str(ray_dir)
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if p.pid != os.getpid() and any(marker in arg for arg in (p.info["cmdline"] or [])):
+                procs.append(p)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=10)
+    shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def verl_steps(output_dir: str | os.PathLike) -> list[TrainStep]:
+    """verl's logged metrics, one :class:`TrainStep` per step, merged over every attempt (a later attempt's
+    value wins). verl logs a step after checkpointing it: an attempt killed in between has no training
+    metrics for that step (its retry logs it again)."""
+    merged: dict[int, dict[str, Any]] = {}
+    files = sorted(
+        (Path(output_dir) / VERL_METRICS_SUBDIR).glob("attempt-*.jsonl"),
+        key=lambda p: int(p.stem.split("-")[1]),
+    )
+    for path in files:
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):  # a line torn by a kill
+                record = json.loads(line)  # verl's FileLogger: {"step": N, "data": {...}}
+                merged.setdefault(int(record["step"]), {}).update(record["data"])
+    return [
+        TrainStep.model_validate({**data, "step": step})
+        for step, data in sorted(merged.items())
+        if "critic/score/mean" in data or "critic/rewards/mean" in data  # training steps, not validation-only
+    ]
+
+
+def collect_metrics(output_dir: str | os.PathLike) -> Path | None:
+    """Write ``output_dir/metrics.jsonl`` (one :class:`TrainStep` per step: what the report plots) from
+    verl's file-logger output; None when verl logged nothing."""
+    steps = verl_steps(output_dir)
+    return write_jsonl(Path(output_dir) / TRAIN_METRICS, steps) if steps else None

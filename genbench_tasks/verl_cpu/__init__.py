@@ -45,6 +45,29 @@ def overrides(version: str, seed: int) -> list[str]:
     return family(version).overrides(seed)
 
 
+def job_layer(version: str, seed: int, cache_dir: str | os.PathLike | None = None, *, install: bool = True):
+    """The :class:`~genbench_tasks.verl.DeviceLayer` of a CPU run of ``verl==version``: this layer's
+    overrides and env vars, and (``install``, when this environment has another verl) that release's cached
+    ``--target`` install to put first on ``PYTHONPATH`` (built once per version)."""
+    from genbench_tasks.verl import DeviceLayer, ensure_verl_env, installed_verl
+
+    layer_overrides = overrides(version, seed)
+    python_path = None
+    if install and version != installed_verl():
+        python_path = str(ensure_verl_env(version, cache_dir))
+    return DeviceLayer(overrides=layer_overrides, env_vars=runtime_env_vars(), python_path=python_path)
+
+
+def preflight(version: str) -> None:
+    """The CPU job's own first check (in the job's environment, before verl starts): a layer family for
+    this release and, for verl 0.9+, TransferQueue (its v1 trainer's data plane)."""
+    import importlib.util
+
+    family(version)
+    if Version(version) >= Version("0.9.0") and importlib.util.find_spec("transfer_queue") is None:
+        raise VerlCPULayerError(f"verl {version} needs TransferQueue (pip install TransferQueue==0.1.11)")
+
+
 def runtime_env_vars() -> dict[str, str]:
     """What every process of a CPU verl run needs in its environment."""
     return {

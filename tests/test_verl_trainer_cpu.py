@@ -1,0 +1,351 @@
+"""verl's own trainer (``python -m verl.trainer.main_ppo``) on CPU through the CPU layer: the overrides the
+layer adds, the job spec (another release from its cached ``--target`` install), the nightly's PPO cells as
+``main_ppo`` jobs, and (slow) real 2-step runs for verl 0.8.0 and 0.9.1 through the job entrypoint:
+determinism with one seed, and resume after the Ray job is killed mid-run.
+
+The slow runs use a ~50k-parameter model and 2 PPO steps of 8 prompts; each is one ``main_ppo`` (~1.5-3 min
+on 2 shared cores, ~4.5 GiB). 0.8.0 comes from its cached ``--target`` install (fetched once from PyPI).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genbench_tasks import verl_cpu
+from genbench_tasks.artifacts.io import read_model
+from genbench_tasks.artifacts.training import VerlLaunchRecord
+from genbench_tasks.errors import GenbenchError
+from genbench_tasks.profiles import load_profile
+from genbench_tasks.training.outputs import read_metrics
+from genbench_tasks.verl import (
+    VerlConfigError,
+    build_job_spec,
+    build_overrides,
+    installed_verl,
+    make_run,
+    validate_run,
+    verl_steps,
+)
+from genbench_tasks.verl.job import LAUNCH_RECORD, MODEL_SUBDIR, VERL_METRICS_SUBDIR, VerlJob
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS = ["0.8.0", "0.9.1"]
+
+# A miniature local-cpu on verl's trainer: 2 steps of 8 prompts, checkpoints every step.
+CPU_MINI = {
+    "name": "mini-verl-cpu",
+    "backend": "verl",
+    "data": {
+        "sizes": {
+            "rewriting": {"train": 96, "val": 8, "test": 8},
+            "reasoning": {"train": 96, "val": 8, "test": 8},
+            "code_generation": {"train": 0, "val": 0, "test": 8},
+        }
+    },
+    "model": {
+        "tiny": {
+            "vocab_size": 384,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_layers": 2,
+            "num_heads": 2,
+            "max_position_embeddings": 256,
+        }
+    },
+    "sft": {"steps": 150, "batch_size": 16, "lr": 5.0e-3},
+    "ppo": {
+        "steps": 2,
+        "rollout_batch_size": 8,
+        "mini_batch_size": 4,
+        "max_prompt_length": 128,
+        "max_response_length": 16,
+        "save_freq": 1,
+    },
+    "cluster": {"device": "cpu", "ppo_micro_batch_size_per_gpu": 4, "log_prob_micro_batch_size_per_gpu": 8},
+}
+
+
+def cpu_profile(extra: dict | None = None):
+    return load_profile("local-cpu", {**CPU_MINI, **(extra or {})})
+
+
+# ---- overrides and job spec (fast) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cpu_overrides_compose_against_each_release(version):
+    profile = cpu_profile()
+    layer = verl_cpu.job_layer(version, 3, install=False)
+    report = validate_run(profile, make_run(profile, version, seed=3), layer=layer)
+    cfg = report.config()
+    assert cfg.trainer.device == "cpu"
+    assert cfg.actor_rollout_ref.rollout.name == "hf"
+    assert {
+        cfg.actor_rollout_ref.actor.strategy,
+        cfg.actor_rollout_ref.ref.strategy,
+        cfg.critic.strategy,
+    } == {"fsdp2"}
+    assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
+    assert cfg.critic.fsdp.mixed_precision.param_dtype == "fp32"
+    assert cfg.actor_rollout_ref.actor.fsdp_config.full_determinism is True
+    assert cfg.reward.custom_reward_function.path == "pkg://genbench_tasks.rewards"
+    assert "file" in cfg.trainer.logger
+    if version == "0.8.0":
+        assert cfg.actor_rollout_ref.rollout.custom.seed == 3
+        assert dict(cfg.ray_kwargs.ray_init.resources) == {"cpu": 1, "NPU": 1}
+    else:
+        assert cfg.actor_rollout_ref.rollout.seed == 3
+        assert cfg.trainer.v1.sampler.custom_sampler.name == "DispatchOrderReplayBuffer"
+        assert cfg.ray_kwargs.ray_init.num_gpus == 1
+
+
+def test_a_cpu_profile_needs_the_layer_and_a_gpu_profile_refuses_it():
+    profile = cpu_profile()
+    with pytest.raises(VerlConfigError, match="need the CPU layer"):
+        build_overrides(profile, make_run(profile, "0.9.1"))
+    gpu = load_profile("gpu-small")
+    with pytest.raises(VerlConfigError, match="no device layer"):
+        build_overrides(gpu, make_run(gpu, "0.9.1"), verl_cpu.job_layer("0.9.1", 0, install=False))
+
+
+def test_cpu_job_spec_runs_here_with_a_cached_release(tmp_path):
+    profile = cpu_profile()
+    run = make_run(profile, "0.8.0", output_dir=str(tmp_path / "out"))
+    layer = verl_cpu.job_layer("0.8.0", run.seed, tmp_path / "cache")
+    job = build_job_spec(profile, run, layer=layer, check=False)
+    assert job.image_uri is None and "image_uri" not in job.runtime_env
+    assert job.runtime_env["env_vars"]["VERL_USE_EXTERNAL_MODULES"] == "genbench_tasks.verl_cpu.hook"
+    env_dir = tmp_path / "cache" / "verl-envs" / "verl-0.8.0"
+    assert job.python_path == str(env_dir)
+    assert (env_dir / "verl" / "version" / "version").read_text().strip() == "0.8.0"
+    assert sorted(p.name for p in env_dir.iterdir() if not p.name.startswith(".")) == [
+        "verl",
+        "verl-0.8.0.dist-info",
+    ]
+    assert job.entrypoint.startswith(f"export PYTHONPATH={env_dir}${{PYTHONPATH:+:$PYTHONPATH}} && ")
+    assert " verl-preflight --verl-version 0.8.0 " in job.entrypoint and "--device cpu" in job.entrypoint
+    assert f"verl-main-ppo --output-dir {tmp_path / 'out'} --private-ray -- " in job.entrypoint
+    assert " -m verl.model_merger merge --backend fsdp " in job.entrypoint
+    here = installed_verl()
+    same = build_job_spec(profile, make_run(profile, here), layer=verl_cpu.job_layer(here, 0), check=False)
+    assert same.python_path is None and not same.entrypoint.startswith("export PYTHONPATH")
+
+
+def test_nightly_ppo_cells_are_main_ppo_jobs(tmp_path):
+    """A backend-verl CPU profile's PPO cells: verl's main_ppo job (0.8.0 from its cached install), the cell
+    dir as the output dir (verl-finish marks the cell done); SFT and evaluation cells keep the one worker
+    entry point, and `genbench worker run` refuses such a PPO cell."""
+    from genbench_tasks.pipeline import nightly
+    from genbench_tasks.pipeline.cells import run_cell
+
+    overrides = {k: v for k, v in CPU_MINI.items() if k != "name"}
+    params = nightly.NightlyParams(verl_versions=["0.8.0", "0.9.1"], seeds=1, profile_overrides=overrides)
+    plan = nightly.build_data(nightly.plan_run(params, tmp_path, "manual-1", date="2026-12-01"))
+    cells = nightly.plan_cells(plan)
+    by_version = {}
+    for cell in cells.train:
+        if cell.verl_version is None:
+            continue
+        kwargs = by_version[cell.verl_version] = nightly.job_kwargs(plan, cell)
+        assert f" verl-main-ppo --output-dir {cell.cell_dir} --private-ray -- " in kwargs["entrypoint"]
+        assert kwargs["runtime_env"]["env_vars"]["VERL_PLATFORM"] == "cpu"
+        assert "image_uri" not in kwargs["runtime_env"] and kwargs["entrypoint_num_gpus"] is None
+        with pytest.raises(GenbenchError, match="main_ppo job"):
+            run_cell(cell.cell_dir)
+    assert by_version["0.8.0"]["entrypoint"].startswith("export PYTHONPATH=")
+    assert not by_version["0.9.1"]["entrypoint"].startswith("export PYTHONPATH=")
+    for cell in (cells.sft, *cells.eval):
+        kwargs = nightly.job_kwargs(plan, cell)
+        assert kwargs["entrypoint"] == f"python -m genbench_tasks.cli worker run {cell.cell_dir}"
+        assert kwargs["runtime_env"] == {}
+
+
+def test_verl_file_logger_rows_become_train_steps(tmp_path):
+    """verl's FileLogger lines ({"step", "data"}) merged over attempts into TrainStep rows (a later attempt
+    wins; a torn line is skipped; validation-only steps carry no training reward and are left out)."""
+    import json
+
+    logs = tmp_path / VERL_METRICS_SUBDIR
+    logs.mkdir()
+    rec = lambda step, score, **kw: json.dumps({"step": step, "data": {"critic/score/mean": score, **kw}})  # noqa: E731
+    (logs / "attempt-0.jsonl").write_text(
+        "\n".join(
+            [json.dumps({"step": 0, "data": {"val-core/x": 0.1}}), rec(1, 0.2, **{"timing_s/step": 9.0})]
+        )
+        + '\n{"step": 2, "da'
+    )
+    (logs / "attempt-1.jsonl").write_text(rec(1, 0.25) + "\n" + rec(2, 0.3) + "\n")
+    steps = verl_steps(tmp_path)
+    assert [(s.step, s.reward_mean) for s in steps] == [(1, 0.25), (2, 0.3)]
+    assert steps[0].step_time == 9.0  # verl's timing_s/step, kept from the first attempt
+
+
+# ---- main_ppo on CPU (slow) ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Data + shared SFT checkpoint (the PPO init) for the slow runs."""
+    from genbench_tasks.data.build import build_datasets
+    from genbench_tasks.training.sft import ensure_sft
+
+    root = tmp_path_factory.mktemp("verl_cpu")
+    profile = cpu_profile()
+    build_datasets(profile, root / "data")
+    ensure_sft(profile, root / "data", root / "sft")
+    return {"root": root, "profile": profile, "data": root / "data", "sft": root / "sft" / "checkpoint"}
+
+
+def job_for(ws, version: str, name: str, seed: int = 0) -> VerlJob:
+    profile = ws["profile"]
+    run = make_run(
+        profile,
+        version,
+        seed=seed,
+        data_dir=str(ws["data"]),
+        output_dir=str(ws["root"] / "runs" / name),
+        model_path=str(ws["sft"]),
+    )
+    return build_job_spec(profile, run, layer=verl_cpu.job_layer(version, seed), check=False)
+
+
+def run_job_here(job: VerlJob, log: Path, timeout: float = 900) -> int:
+    """The Ray job's entrypoint, run by bash in this environment (what the job driver does)."""
+    env = {**os.environ, **job.runtime_env.get("env_vars", {})}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            ["bash", "-c", job.entrypoint], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+        )
+    return proc.returncode
+
+
+def deterministic(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl rows without wall-clock, throughput and memory figures."""
+    volatile = ("timing_s/", "timing_per_token_ms/", "perf/")
+    return [
+        {k: v for k, v in row.deterministic().items() if not any(x in k for x in volatile)}
+        for row in read_metrics(run_dir / "metrics.jsonl")
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(ws):
+    """Lazily computed main_ppo runs keyed by name (tests share them)."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str, version: str, seed: int = 0) -> Path:
+        if name not in cache:
+            job = job_for(ws, version, name, seed)
+            rc = run_job_here(job, ws["root"] / f"{name}.log")
+            assert rc == 0, (ws["root"] / f"{name}.log").read_text()[-4000:]
+            cache[name] = Path(job.model_dir).parent
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", VERSIONS)
+def test_main_ppo_two_steps_on_cpu(runs, ws, version):
+    """verl's trainer (PPO + GAE, critic, KL in the reward, our reward function) for 2 steps: checkpoints,
+    metrics.jsonl from verl's file logger, the merged HF model our evaluation loads."""
+    out = runs(f"v{version}", version)
+    launch = read_model(out / LAUNCH_RECORD, VerlLaunchRecord)
+    assert launch.verl == version and launch.vllm is None and launch.device == "cpu"
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r.step for r in rows] == [1, 2]
+    for row in rows:
+        extra = row.model_extra or {}
+        for key in ("critic/vf_loss", "actor/pg_loss", "actor/reward_kl_penalty"):
+            assert key in extra, key
+        assert 0 <= row.reward_mean <= 1  # genbench_tasks.rewards scored the rollouts
+    assert rows[1].model_extra["actor/reward_kl_penalty"] != 0  # the actor moved away from the reference
+    assert (out / "state" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+    assert (out / "hydra" / "attempt-0" / ".hydra" / "config.yaml").is_file()  # not in the caller's cwd
+    assert (out / "state" / "global_step_1" / "critic").is_dir()
+    from genbench_tasks.evaluation.generation import PromptRequest, load_generator
+    from genbench_tasks.profiles import EvalSettings
+
+    gen = load_generator(out / MODEL_SUBDIR)
+    [sample] = gen.generate(
+        [PromptRequest(prompt_id="p", messages=[{"role": "user", "content": "What is 2 + 3?"}])],
+        seed=0,
+        settings=EvalSettings(samples_per_prompt=1, max_new_tokens=8),
+    )
+    assert sample.n_tokens > 0
+
+
+@pytest.mark.slow
+def test_main_ppo_same_seed_gives_identical_metrics(runs):
+    """0.9.1 (v1 trainer, TransferQueue, the dispatch-order sampler): two runs, one seed, the same metrics
+    bit for bit, and the same merged weights."""
+    a, b = runs("v0.9.1", "0.9.1"), runs("v0.9.1-again", "0.9.1")
+    assert deterministic(a) == deterministic(b)
+    name = "model.safetensors"
+    assert (a / MODEL_SUBDIR / name).read_bytes() == (b / MODEL_SUBDIR / name).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_resume_after_the_ray_job_is_killed_equals_an_uninterrupted_run(ray_head, ws, runs):
+    """The main_ppo job on the embedded head, stopped after its step-1 checkpoint, then retried (``-try1``):
+    verl resumes (trainer.resume_mode=auto) and ends exactly where an uninterrupted run ends."""
+    import time
+    import uuid
+
+    import psutil
+
+    from genbench_tasks.launch.ray_jobs import RayJobSpec
+
+    reference = runs("v0.9.1", "0.9.1")
+    job = job_for(ws, "0.9.1", "killed")
+    out = Path(job.model_dir).parent
+    spec = RayJobSpec(
+        entrypoint=job.entrypoint,
+        submission_id=f"verl-cpu-resume-{uuid.uuid4().hex[:8]}",
+        runtime_env=job.runtime_env,
+        entrypoint_num_cpus=1,
+        resume_arg=None,  # verl resumes from its own checkpoints
+    )
+    launcher = ray_head.launcher()
+    first = launcher.submit_or_attach(spec)
+    latest = out / "state" / "latest_checkpointed_iteration.txt"
+    deadline = time.monotonic() + 600
+    while not (latest.is_file() and latest.read_text().strip() == "1"):
+        assert launcher.status(first) in ("PENDING", "RUNNING"), launcher.logs(first)[-3000:]
+        assert time.monotonic() < deadline, "no step-1 checkpoint within 10 min"
+        time.sleep(0.5)
+    assert launcher.stop(first)
+    while launcher.status(first) not in ("STOPPED", "FAILED", "SUCCEEDED"):
+        time.sleep(0.5)
+    assert launcher.status(first) == "STOPPED"
+    time.sleep(3)
+    marker = str(out / "state")
+    survivors = [
+        p for p in psutil.process_iter(["cmdline"]) if any(marker in a for a in p.info["cmdline"] or [])
+    ]
+    assert not survivors, [p.info["cmdline"][:3] for p in survivors]
+    assert not (out / MODEL_SUBDIR).exists()  # stopped before the merge
+
+    second = launcher.submit_or_attach(spec)
+    assert second == f"{spec.submission_id}-try1"
+    outcome = launcher.wait(second, timeout_s=900, on_log=None)
+    assert outcome.succeeded, "\n".join(outcome.log_tail)
+    assert len(list((out / VERL_METRICS_SUBDIR).glob("attempt-*.jsonl"))) == 2
+    assert not list((out / VERL_METRICS_SUBDIR).glob("attempt-*.ray"))  # the killed attempt's cluster: reaped
+    # verl logs a step's metrics after saving its checkpoint: a kill in between loses that step's training
+    # metrics (the resumed run starts after it); the retry logs every step after the resume point.
+    resumed, uninterrupted = deterministic(out), {r["step"]: r for r in deterministic(reference)}
+    assert sorted(uninterrupted) == [1, 2] and resumed[-1]["step"] == 2
+    for row in resumed:  # whatever was logged equals the uninterrupted run's
+        assert row == {k: uninterrupted[row["step"]][k] for k in row}, row["step"]
+    assert resumed[-1] == uninterrupted[2]
+    name = "model.safetensors"
+    assert (out / MODEL_SUBDIR / name).read_bytes() == (reference / MODEL_SUBDIR / name).read_bytes()
