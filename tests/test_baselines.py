@@ -83,7 +83,7 @@ def test_production_trl_cell_is_a_one_gpu_cell_job_not_a_verl_trainer(tmp_path):
     (trl,) = [c for c in cells.train if c.label == "trl-ppo"]
     (verl,) = [c for c in cells.train if c.label == "0.9.1"]
     trl_job, verl_job = job_kwargs(plan, trl), job_kwargs(plan, verl)
-    assert trl_job["entrypoint_num_gpus"] == 1 and "main_ppo" not in trl_job["entrypoint"]
+    assert trl_job["entrypoint_num_gpus"] == 1 and "verl-main-ppo" not in trl_job["entrypoint"]
     assert trl.cell_dir in trl_job["entrypoint"]
     assert "image_uri" in trl_job["runtime_env"]  # the GPU worker image, which ships trl
-    assert verl_job["entrypoint_num_gpus"] is None and "main_ppo" in verl_job["entrypoint"]
+    assert verl_job["entrypoint_num_gpus"] is None and "verl-main-ppo" in verl_job["entrypoint"]

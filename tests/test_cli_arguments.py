@@ -43,10 +43,14 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
         "train negative seed": (["train", "--verl-version", "0.9.1", "--seed", "-1", "--out", out], "--seed"),
         "train seed not a number": (["train", "--verl-version", "0.9.1", "--seed", "x", "--out", out], "integer"),
         "train version": (["train", "--verl-version", "latest", "--seed", "0", "--out", out], "--verl-version"),
-        "train verl-core without version": (["train", "--seed", "0", "--out", out], "--verl-version is required"),
+        "train without version": (["train", "--seed", "0", "--out", out], "--verl-version is required"),
         "train trl-ppo with a verl version": (
             ["train", "--backend", "trl-ppo", "--verl-version", "0.9.1", "--seed", "0", "--out", out],
-            "verl-core only",
+            "verl/verl-core only",
+        ),
+        "train verl with --resume": (
+            ["train", "--backend", "verl", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--resume"],
+            "always resumes",
         ),
         "train unknown backend": (["train", "--backend", "openrlhf", "--seed", "0", "--out", out], "--backend"),
         "train no ray launch path": (

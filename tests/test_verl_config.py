@@ -47,9 +47,20 @@ def _run(profile, version, **kw) -> vl.VerlRun:
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("profile_name", available_profiles())
 def test_every_profile_composes(verl_releases, profile_name, version):
+    """Every shipped profile against every release: GPU profiles with vLLM and FSDP; CPU profiles (the
+    embedded default) with the CPU layer, which supports verl 0.8.x and 0.9.x and refuses the others."""
+    from genbench_tasks import verl_cpu
+
     profile = load_profile(profile_name)
     run = _run(profile, version)
-    report = vl.validate_run(profile, run)
+    layer = None
+    if vl.on_cpu(profile):
+        if Version(version) < Version("0.8.0"):
+            with pytest.raises(verl_cpu.VerlCPULayerError, match="supports verl 0.8.x, 0.9.x only"):
+                verl_cpu.job_layer(version, SEED, install=False)
+            return
+        layer = verl_cpu.job_layer(version, SEED, install=False)
+    report = vl.validate_run(profile, run, layer=layer)
     cfg = report.config()
     rules = vc.rules_for(version)
 
@@ -59,9 +70,9 @@ def test_every_profile_composes(verl_releases, profile_name, version):
         "batch-rules",
         "reward-function",
     ]
-    assert cfg.actor_rollout_ref.rollout.name == "vllm"
+    assert cfg.actor_rollout_ref.rollout.name == ("hf" if layer else "vllm")
     assert cfg.algorithm.adv_estimator == "gae" and cfg.algorithm.use_kl_in_reward is True
-    assert cfg.actor_rollout_ref.actor.strategy == cfg.critic.strategy == "fsdp"
+    assert cfg.actor_rollout_ref.actor.strategy == cfg.critic.strategy == ("fsdp2" if layer else "fsdp")
     assert cfg.critic.model.path == cfg.actor_rollout_ref.model.path == vl.model_path_for(profile, run)
     assert cfg.actor_rollout_ref.rollout.tensor_model_parallel_size == profile.cluster.tensor_parallel_size
     assert cfg.trainer.n_gpus_per_node == profile.cluster.n_gpus_per_node

@@ -201,7 +201,7 @@ def ws(tmp_path_factory):
     return {"root": root, "profile": profile, "data": root / "data", "sft": root / "sft" / "checkpoint"}
 
 
-def job_for(ws, version: str, name: str, seed: int = 0) -> VerlJob:
+def job_for(ws, version: str, name: str, seed: int = 0, extra: list[str] | None = None) -> VerlJob:
     profile = ws["profile"]
     run = make_run(
         profile,
@@ -210,6 +210,7 @@ def job_for(ws, version: str, name: str, seed: int = 0) -> VerlJob:
         data_dir=str(ws["data"]),
         output_dir=str(ws["root"] / "runs" / name),
         model_path=str(ws["sft"]),
+        extra_overrides=extra,
     )
     return build_job_spec(profile, run, layer=verl_cpu.job_layer(version, seed), check=False)
 
@@ -240,9 +241,9 @@ def runs(ws):
     """Lazily computed main_ppo runs keyed by name (tests share them)."""
     cache: dict[str, Path] = {}
 
-    def get(name: str, version: str, seed: int = 0) -> Path:
+    def get(name: str, version: str, seed: int = 0, extra: list[str] | None = None) -> Path:
         if name not in cache:
-            job = job_for(ws, version, name, seed)
+            job = job_for(ws, version, name, seed, extra)
             rc = run_job_here(job, ws["root"] / f"{name}.log")
             assert rc == 0, (ws["root"] / f"{name}.log").read_text()[-4000:]
             cache[name] = Path(job.model_dir).parent
@@ -290,6 +291,23 @@ def test_main_ppo_same_seed_gives_identical_metrics(runs):
     assert deterministic(a) == deterministic(b)
     name = "model.safetensors"
     assert (a / MODEL_SUBDIR / name).read_bytes() == (b / MODEL_SUBDIR / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_releases_and_a_deliberate_trainer_change_show_in_the_metrics(runs):
+    """What the nightly exists to see: 0.8.0 and 0.9.1 run different trainers (0.9's v1 trainer, its
+    TransferQueue data plane and sampler) on the same data, SFT init and seed, and their training metrics and
+    weights differ; an override that changes the trainer for one version (10x the actor learning rate) changes
+    that version's step-2 metrics (the step after the first update) and its weights."""
+    v08, v09 = deterministic(runs("v0.8.0", "0.8.0")), deterministic(runs("v0.9.1", "0.9.1"))
+    assert v08 != v09
+    name = f"{MODEL_SUBDIR}/model.safetensors"
+    assert (runs("v0.8.0", "0.8.0") / name).read_bytes() != (runs("v0.9.1", "0.9.1") / name).read_bytes()
+    changed = runs("v0.9.1-lr", "0.9.1", extra=["actor_rollout_ref.actor.optim.lr=0.005"])
+    moved = deterministic(changed)
+    assert moved[0]["reward_mean"] == v09[0]["reward_mean"]  # step 1 rolls out the SFT model in both
+    assert moved[1] != v09[1]
+    assert (changed / name).read_bytes() != (runs("v0.9.1", "0.9.1") / name).read_bytes()
 
 
 @pytest.mark.slow
