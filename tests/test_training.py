@@ -23,40 +23,13 @@ from genbench_tasks.artifacts.training import TrainManifest
 from genbench_tasks.data.build import build_datasets, load_manifest
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import load_profile
+from tests.fixtures.small_profile import MINI as SHARED_MINI
 
 ROOT = Path(__file__).resolve().parents[1]
 VERL_OLD = "0.8.0"
 
-# A miniature local-cpu: ~50k-parameter model, 8 prompts x 4 steps per PPO run.
-MINI = {
-    "name": "mini-cpu",
-    "data": {
-        "sizes": {
-            "rewriting": {"train": 96, "val": 8, "test": 8},
-            "reasoning": {"train": 96, "val": 8, "test": 8},
-            "code_generation": {"train": 0, "val": 0, "test": 8},
-        }
-    },
-    "model": {
-        "tiny": {
-            "vocab_size": 384,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_layers": 2,
-            "num_heads": 2,
-            "max_position_embeddings": 256,
-        }
-    },
-    "sft": {"steps": 150, "batch_size": 16, "lr": 5.0e-3},
-    "ppo": {
-        "steps": 4,
-        "rollout_batch_size": 8,
-        "mini_batch_size": 4,
-        "max_prompt_length": 128,
-        "max_response_length": 16,
-        "save_freq": 2,
-    },
-}
+# The in-process verl-core loop on the miniature local-cpu (4 PPO steps of 8 prompts).
+MINI = {**SHARED_MINI, "backend": "verl-core"}
 
 
 def _installed_verl() -> str:

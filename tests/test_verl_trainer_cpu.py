@@ -32,40 +32,17 @@ from genbench_tasks.verl import (
     verl_steps,
 )
 from genbench_tasks.verl.job import LAUNCH_RECORD, MODEL_SUBDIR, VERL_METRICS_SUBDIR, VerlJob
+from tests.fixtures.small_profile import MINI
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = ["0.8.0", "0.9.1"]
 
-# A miniature local-cpu on verl's trainer: 2 steps of 8 prompts, checkpoints every step.
+# The miniature local-cpu on verl's trainer: 2 steps of 8 prompts, checkpoints every step.
 CPU_MINI = {
+    **MINI,
     "name": "mini-verl-cpu",
     "backend": "verl",
-    "data": {
-        "sizes": {
-            "rewriting": {"train": 96, "val": 8, "test": 8},
-            "reasoning": {"train": 96, "val": 8, "test": 8},
-            "code_generation": {"train": 0, "val": 0, "test": 8},
-        }
-    },
-    "model": {
-        "tiny": {
-            "vocab_size": 384,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_layers": 2,
-            "num_heads": 2,
-            "max_position_embeddings": 256,
-        }
-    },
-    "sft": {"steps": 150, "batch_size": 16, "lr": 5.0e-3},
-    "ppo": {
-        "steps": 2,
-        "rollout_batch_size": 8,
-        "mini_batch_size": 4,
-        "max_prompt_length": 128,
-        "max_response_length": 16,
-        "save_freq": 1,
-    },
+    "ppo": {**MINI["ppo"], "steps": 2, "save_freq": 1},
     "cluster": {"device": "cpu", "ppo_micro_batch_size_per_gpu": 4, "log_prob_micro_batch_size_per_gpu": 8},
 }
 
@@ -367,3 +344,15 @@ def test_resume_after_the_ray_job_is_killed_equals_an_uninterrupted_run(ray_head
     assert resumed[-1] == uninterrupted[2]
     name = "model.safetensors"
     assert (out / MODEL_SUBDIR / name).read_bytes() == (reference / MODEL_SUBDIR / name).read_bytes()
+
+
+def test_check_config_runs_the_cpu_layer_checks_for_the_embedded_default():
+    """`genbench check-config --profile local-cpu`: the layer's patch checks against the release's wheel, as
+    its own line, after the Hydra composition (a failing patch is tests/test_verl_cpu_layer.py's case)."""
+    code = "import sys; from genbench_tasks.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["check-config", "--profile", "local-cpu", "--verl-version", "0.8.0", "--no-native"]
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    layer = next(line for line in out.stdout.splitlines() if line.strip().startswith("cpu-layer"))
+    assert " ok " in layer and "hf-rollout" in layer and "gloo-process-group" in layer
+    assert "rollout                hf" in out.stdout and "strategy               fsdp2" in out.stdout

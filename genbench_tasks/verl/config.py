@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -233,37 +233,54 @@ def _download_wheel(version: str, dest: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Directory holding that release's unzipped ``verl/`` package (downloaded once, then cached)."""
-    parse_version(version)
-    root = wheel_cache_dir(cache_dir)
-    dest = root / f"verl-{version}"
+def _build_once(dest: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """``dest``, built once: ``build(tmp)`` fills a temp dir beside it (returning what ``.complete`` records),
+    which is then renamed into place, all under a file lock (concurrent callers wait, then reuse it)."""
     if (dest / ".complete").is_file():
         return dest
-    root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root / f".verl-{version}.lock"):
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if (dest / ".complete").is_file():
             return dest
-        wheel = next(iter(sorted(root.glob(f"verl-{version}-*.whl"))), None)
-        if wheel is None:
-            log.info("fetching verl==%s into %s", version, root)
-            wheel = _download_wheel(version, root)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".verl-{version}-"))
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
         try:
-            with zipfile.ZipFile(wheel) as zf:
-                zf.extractall(tmp, [m for m in zf.namelist() if m.startswith("verl/")])
-            if not (tmp / "verl/trainer/config" / f"{CONFIG_NAME}.yaml").is_file():
-                raise VerlConfigError(
-                    f"verl {version}: wheel {wheel.name} has no verl/trainer/config/{CONFIG_NAME}.yaml"
-                )
-            digest = file_sha256(wheel)
-            write_text(tmp / ".complete", json.dumps({"wheel": wheel.name, "sha256": digest}))
+            record = build(tmp)
+            write_text(tmp / ".complete", json.dumps(record))
             if dest.exists():
                 shutil.rmtree(dest)
             tmp.rename(dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _cached_wheel(version: str, cache_dir: str | os.PathLike | None) -> Path:
+    """The release's wheel in the wheel cache (``pip download``-ed once)."""
+    root = wheel_cache_dir(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / f".verl-{version}.whl.lock"):
+        wheel = next(iter(sorted(root.glob(f"verl-{version}-*.whl"))), None)
+        if wheel is None:
+            log.info("fetching verl==%s into %s", version, root)
+            wheel = _download_wheel(version, root)
+    return wheel
+
+
+def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Directory holding that release's unzipped ``verl/`` package (downloaded once, then cached)."""
+    parse_version(version)
+
+    def unzip(tmp: Path) -> dict[str, Any]:
+        wheel = _cached_wheel(version, cache_dir)
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(tmp, [m for m in zf.namelist() if m.startswith("verl/")])
+        if not (tmp / "verl/trainer/config" / f"{CONFIG_NAME}.yaml").is_file():
+            raise VerlConfigError(
+                f"verl {version}: wheel {wheel.name} has no verl/trainer/config/{CONFIG_NAME}.yaml"
+            )
+        return {"wheel": wheel.name, "sha256": file_sha256(wheel)}
+
+    return _build_once(wheel_cache_dir(cache_dir) / f"verl-{version}", unzip)
 
 
 def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -272,40 +289,23 @@ def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) ->
     the wheel's stray top-level ``tests``/``scripts`` removed) over everything else installed here. Built once
     per version under ``$GENBENCH_CACHE/verl-envs`` (a few MB, not a venv copy per Ray session)."""
     parse_version(version)
-    root = cache_root(cache_dir) / "verl-envs"
-    dest = root / f"verl-{version}"
-    if (dest / ".complete").is_file():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root / f".verl-{version}.lock"):
-        if (dest / ".complete").is_file():
-            return dest
-        wheels = wheel_cache_dir(cache_dir)
-        wheels.mkdir(parents=True, exist_ok=True)
-        with file_lock(wheels / f".verl-{version}.lock"):
-            wheel = next(iter(sorted(wheels.glob(f"verl-{version}-*.whl"))), None) or _download_wheel(
-                version, wheels
-            )
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".verl-{version}-"))
-        try:
-            cmd = [
-                sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--quiet",
-                "--disable-pip-version-check", "--target", str(tmp), str(wheel),
-            ]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-                raise VerlConfigError(f"verl {version}: pip install --target failed: {' '.join(tail)}")
-            for extra in tmp.iterdir():  # the wheel also ships top-level tests/ and scripts/: not ours
-                if extra.name != "verl" and not extra.name.startswith("verl-"):
-                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
-            write_text(tmp / ".complete", json.dumps({"wheel": wheel.name, "sha256": file_sha256(wheel)}))
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    def install(tmp: Path) -> dict[str, Any]:
+        wheel = _cached_wheel(version, cache_dir)
+        cmd = [
+            sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--quiet",
+            "--disable-pip-version-check", "--target", str(tmp), str(wheel),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+            raise VerlConfigError(f"verl {version}: pip install --target failed: {' '.join(tail)}")
+        for extra in tmp.iterdir():  # the wheel also ships top-level tests/ and scripts/: not ours
+            if extra.name != "verl" and not extra.name.startswith("verl-"):
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+        return {"wheel": wheel.name, "sha256": file_sha256(wheel)}
+
+    return _build_once(cache_root(cache_dir) / "verl-envs" / f"verl-{version}", install)
 
 
 def installed_verl() -> str | None:
