@@ -9,7 +9,6 @@ on 2 shared cores, ~4.5 GiB). 0.8.0 comes from its cached ``--target`` install (
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +33,6 @@ from genbench_tasks.verl import (
 from genbench_tasks.verl.job import LAUNCH_RECORD, MODEL_SUBDIR, VERL_METRICS_SUBDIR, VerlJob
 from tests.fixtures.small_profile import MINI
 
-ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = ["0.8.0", "0.9.1"]
 
 # The miniature local-cpu on verl's trainer: 2 steps of 8 prompts, checkpoints every step.
@@ -189,19 +187,17 @@ def job_for(ws, version: str, name: str, seed: int = 0, extra: list[str] | None 
         model_path=str(ws["sft"]),
         extra_overrides=extra,
     )
-    return build_job_spec(profile, run, layer=verl_cpu.job_layer(version, seed), check=False)
+    from genbench_tasks.pipeline.cells import run_job
+
+    return run_job(profile, run, check=False)
 
 
 def run_job_here(job: VerlJob, log: Path, timeout: float = 900) -> int:
-    """The Ray job's entrypoint, run by bash in this environment (what the job driver does)."""
-    env = {**os.environ, **job.runtime_env.get("env_vars", {})}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    """The Ray job's entrypoint, run by bash in this environment (what the job driver does), output to ``log``."""
+    from genbench_tasks.pipeline.cells import run_verl_job_here
+
     with open(log, "w") as out:
-        proc = subprocess.run(
-            ["bash", "-c", job.entrypoint], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
-        )
-    return proc.returncode
+        return run_verl_job_here(job, printer=lambda line: print(line, file=out, flush=True), timeout=timeout)
 
 
 def deterministic(run_dir: Path) -> list[dict]:

@@ -113,25 +113,17 @@ def read_jsonl(path: str | Path, model: type[M], *, torn_tail: bool = False) -> 
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if torn_tail and lines and not _parses(lines[-1], model):
-        lines = lines[:-1]
     for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 out.append(model.model_validate_json(line))
             except ValidationError as exc:
+                if torn_tail and n == len(lines):
+                    break
                 raise ArtifactError(
                     f"{path}:{n}: not a valid {model.__name__} ({_first_error(exc)})"
                 ) from None
     return out
-
-
-def _parses(line: str, model: type[BaseModel]) -> bool:
-    try:
-        model.model_validate_json(line)
-    except ValidationError:
-        return False
-    return True
 
 
 def _first_error(exc: ValidationError) -> str:

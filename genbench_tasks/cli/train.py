@@ -157,20 +157,14 @@ def _verl_run(profile, args: argparse.Namespace, data_dir: str, model_path: str 
 def _train_verl(profile, args: argparse.Namespace, data_dir: str) -> int:
     """SFT warm start, then the nightly's verl job entrypoint run here (bash), then its metrics summary."""
     from genbench_tasks.errors import GenbenchError
-    from genbench_tasks.pipeline.cells import run_verl_job_here
+    from genbench_tasks.pipeline.cells import run_job, run_verl_job_here
     from genbench_tasks.training.outputs import read_metrics, reward_first_last
     from genbench_tasks.training.sft import default_sft_dir, ensure_sft
-    from genbench_tasks.verl import build_job_spec, on_cpu
 
     sft_dir = Path(args.sft_dir) if args.sft_dir else default_sft_dir(profile, data_dir, Path(args.out))
     sft = ensure_sft(profile, data_dir, sft_dir)
     run = _verl_run(profile, args, data_dir, model_path=sft.checkpoint)
-    layer = None
-    if on_cpu(profile):
-        from genbench_tasks import verl_cpu
-
-        layer = verl_cpu.job_layer(args.verl_version, args.seed)
-    job = build_job_spec(profile, run, layer=layer, check=False)  # checked above, before the SFT
+    job = run_job(profile, run, check=False)  # checked above, before the SFT
     code = run_verl_job_here(job, printer=_print)
     if code != 0:
         raise GenbenchError(

@@ -194,10 +194,16 @@ def verl_job(profile: Profile, cell: CellSpec, **kwargs) -> VerlJob:
         output_dir=cell.cell_dir,
         model_path=cell.checkpoint_dir,
     )
+    return run_job(profile, run, **kwargs)
+
+
+def run_job(profile: Profile, run: VerlRun, **kwargs) -> VerlJob:
+    """:func:`genbench_tasks.verl.build_job_spec` for ``run``, with the CPU layer on ``cluster.device: cpu``
+    (its cached install of another verl release built here, once)."""
     if on_cpu(profile):
         from genbench_tasks import verl_cpu
 
-        kwargs.setdefault("layer", verl_cpu.job_layer(cell.verl_version, cell.seed, kwargs.get("cache_dir")))
+        kwargs.setdefault("layer", verl_cpu.job_layer(run.verl_version, run.seed, kwargs.get("cache_dir")))
     return build_job_spec(profile, run, **kwargs)
 
 

@@ -4,7 +4,7 @@
   env vars verl owns), the wheel cache (:func:`ensure_verl_release`), Hydra override syntax (:func:`override`)
   and the offline checks against a release's own config (:func:`check_overrides`).
 * :mod:`.job`: one PPO run (:class:`VerlRun`), its Hydra overrides (:func:`build_overrides`), its check
-  (:func:`validate_run`, :func:`check_config`) and its Ray job (:func:`build_job_spec`, :func:`preflight`,
+  (:func:`validate_run`) and its Ray job (:func:`build_job_spec`, :func:`preflight`,
   :func:`check_merged_model`).
 
 Callers import from ``genbench_tasks.verl``. Imports stay light (pydantic, omegaconf, hydra): the Airflow DAG
@@ -39,7 +39,6 @@ from genbench_tasks.verl.job import (
     VerlRun,
     build_job_spec,
     build_overrides,
-    check_config,
     check_merged_model,
     collect_metrics,
     data_files,
@@ -66,7 +65,6 @@ __all__ = [
     "VersionRules",
     "build_job_spec",
     "build_overrides",
-    "check_config",
     "check_merged_model",
     "check_overrides",
     "collect_metrics",

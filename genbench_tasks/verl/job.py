@@ -5,7 +5,7 @@ rollouts, FSDP2 on gloo) in this machine's environment.
 
 * :func:`build_overrides`: the Hydra override list for one (profile, verl version, seed, data, output dir),
   with every key placed where *that* verl release reads it (see :mod:`.config` and docs/verl-versions.md).
-* :func:`validate_run` / :func:`check_config`: compose those overrides against the release's own config.
+* :func:`validate_run`: compose those overrides against the release's own config.
 * :func:`merge_argv`: verl's FSDP -> HF model merger command.
 * :func:`build_job_spec`: entrypoint + runtime_env (GPU: ``image_uri``; CPU: the layer's env vars, another
   release first on ``PYTHONPATH``) for the Ray launcher.
@@ -353,23 +353,6 @@ def validate_run(
     )
     report.summary["profile"] = profile.name
     return report
-
-
-def check_config(
-    profile: Any,
-    version: str,
-    run: VerlRun | None = None,
-    *,
-    layer: DeviceLayer | None = None,
-    native: bool = False,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Check a profile's overrides for one verl version (placeholder paths unless ``run`` is given).
-
-    Returns a small JSON-able dict (``VerlConfigReport.short()``); raises :class:`VerlConfigError`.
-    """
-    report = validate_run(profile, run, version=version, layer=layer, native=native, cache_dir=cache_dir)
-    return report.short()
 
 
 # --------------------------------------------------------------------------------------- job pieces
