@@ -23,6 +23,7 @@ from genbench_tasks.launch.ray_jobs import (
     attempt_of,
     runtime_env_for_verl,
 )
+from genbench_tasks.verl import ensure_verl_env, first_on_python_path
 from tests.fixtures.ray_cluster import cmd, unique_id
 
 log = logging.getLogger(__name__)
@@ -33,27 +34,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:Deprecati
 # -- unit ----------------------------------------------------------------------------------------------------
 
 
-def test_runtime_env_pip_pins_verl_without_deps():
-    env = runtime_env_for_verl("0.8.0", "pip", None, {"GENBENCH_SEED": "3"})
-    assert env["pip"]["packages"] == ["verl==0.8.0"]
-    assert "--no-deps" in env["pip"]["pip_install_options"]
-    assert env["env_vars"] == {"GENBENCH_SEED": "3"}
-    assert "image_uri" not in env
-
-
-def test_runtime_env_image_mode():
-    env = runtime_env_for_verl("0.9.1", "image", "registry.local/genbench-verl:0.9.1", {})
-    assert env == {"image_uri": "registry.local/genbench-verl:0.9.1"}
+def test_runtime_env_is_the_verl_versions_image():
+    env = runtime_env_for_verl("0.9.1", "registry.local/genbench-verl:0.9.1", {"GENBENCH_SEED": "3"})
+    assert env == {"image_uri": "registry.local/genbench-verl:0.9.1", "env_vars": {"GENBENCH_SEED": "3"}}
     with pytest.raises(RayJobConfigError, match="image_uri"):
-        runtime_env_for_verl("0.9.1", "image", None, {})
+        runtime_env_for_verl("0.9.1", None)
     with pytest.raises(RayJobConfigError, match="not a verl version"):
-        runtime_env_for_verl("0.9.1; rm -rf /", "pip", None, {})
+        runtime_env_for_verl("0.9.1; rm -rf /", "registry.local/x")
 
 
 @pytest.mark.parametrize("var", sorted(VERL_OWNED_ENV_VARS))
 def test_verl_owned_env_vars_rejected(var):
     with pytest.raises(RayJobConfigError, match=f"{var}.*set by verl itself"):
-        runtime_env_for_verl("0.9.1", "pip", None, {var: "1", "OTHER": "x"})
+        runtime_env_for_verl("0.9.1", "registry.local/x", {var: "1", "OTHER": "x"})
     with pytest.raises(ValueError, match="set by verl itself"):
         RayJobSpec(entrypoint="true", submission_id="gb-x", runtime_env={"env_vars": {var: "1"}})
 
@@ -303,34 +296,29 @@ def test_duplicate_verl_env_var_rejected_before_submission(launcher: RayJobLaunc
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_pip_runtime_env_pins_older_verl_without_touching_base(
+def test_cached_install_pins_older_verl_without_touching_base(
     ray_head: LocalRayHead, ray_scripts: dict[str, Path], tmp_path: Path
 ):
-    """verl==0.8.0 --no-deps in the job while the base env keeps verl 0.9.1 and numpy 2 (0.8.0 wants numpy<2).
-
-    Goes through the nightly's one launch path (a RayJobSpec with the pip runtime_env, RayJobLauncher). First
-    run per Ray session: Ray clones the base venv (~2 GB) and pip-installs one wheel: ~45-75 s here.
-    """
+    """verl 0.8.0 in a Ray job from its cached ``--target`` install (what the nightly puts first on a cell's
+    PYTHONPATH) while the base env keeps its verl and numpy 2 (0.8.0 pins numpy<2, not applied: --no-deps)."""
     base_verl = importlib.metadata.version("verl")
     assert base_verl != "0.8.0"
+    install = ensure_verl_env("0.8.0")
     spec = RayJobSpec(
-        entrypoint=cmd(ray_scripts["verl_probe"]),
+        entrypoint=f"{first_on_python_path(install)} && {cmd(ray_scripts['verl_probe'])}",
         submission_id=unique_id("genbench-train-local-cpu-verl0_8_0-s0"),
-        runtime_env=runtime_env_for_verl("0.8.0", "pip", None, {}),
         entrypoint_num_cpus=1,
     )
     launcher = RayJobLauncher(ray_head.address, token=ray_head.token)
     lines: list[str] = []
-    t0 = time.monotonic()
     job_id = launcher.submit_or_attach(spec)
     result = launcher.wait(job_id, timeout_s=600, poll_s=2, on_log=lines.append)
-    log.info("pip runtime_env job took %.0fs", time.monotonic() - t0)
     assert result.status == "SUCCEEDED", result.message
     probe = dict(ln.split(" ", 1) for ln in lines if " " in ln and ln.split(" ", 1)[0].isupper())
     assert probe["VERL_DIST"] == "0.8.0", lines
     assert probe["VERL_PKG"] == "0.8.0"
-    assert "runtime_resources/pip" in probe["VERL_PATH"]
-    assert probe["NUMPY"].startswith("2.")  # --no-deps: verl 0.8.0's numpy<2 pin was not applied
+    assert probe["VERL_PATH"].startswith(str(install)), probe["VERL_PATH"]
+    assert probe["NUMPY"].startswith("2.")
     assert importlib.metadata.version("verl") == base_verl  # base env untouched
     # Same spec again: attaches to the finished job instead of running it twice.
     assert launcher.submit_or_attach(spec) == job_id

@@ -67,34 +67,16 @@ def check_env_vars(env_vars: dict[str, str]) -> dict[str, str]:
 
 
 def runtime_env_for_verl(
-    version: str,
-    mode: Literal["pip", "image"] = "pip",
-    image_uri: str | None = None,
-    env_vars: dict[str, str] | None = None,
+    version: str, image_uri: str | None, env_vars: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """A runtime_env pinning verl ``version``.
-
-    ``pip``: install the verl wheel alone (``--no-deps``) into Ray's per-env virtualenv on top of the base
-    environment (older verl pins e.g. ``numpy<2``, which would break the base env). ``image``: one
-    container image per verl version (production); ``image_uri`` is required.
-    """
+    """A runtime_env running a job in the container image built for verl ``version`` (production: one
+    image per verl version; the embedded default puts a cached install of a release on ``PYTHONPATH``
+    instead, see ``verl.config.ensure_verl_env``)."""
     if not _VERSION_RE.match(version):
         raise RayJobConfigError(f"not a verl version: {version!r}")
-    env: dict[str, Any] = {}
-    if mode == "pip":
-        if image_uri:
-            raise RayJobConfigError("image_uri is only used with mode='image'")
-        env["pip"] = {
-            "packages": [f"verl=={version}"],
-            "pip_install_options": ["--no-deps", "--disable-pip-version-check"],
-            "pip_check": False,
-        }
-    elif mode == "image":
-        if not image_uri:
-            raise RayJobConfigError(f"mode='image' needs image_uri (the image built for verl {version})")
-        env["image_uri"] = image_uri
-    else:
-        raise RayJobConfigError(f"unknown runtime_env mode {mode!r} (expected 'pip' or 'image')")
+    if not image_uri:
+        raise RayJobConfigError(f"a verl job needs image_uri (the image built for verl {version})")
+    env: dict[str, Any] = {"image_uri": image_uri}
     if env_vars:
         env["env_vars"] = check_env_vars(env_vars)
     return env

@@ -7,7 +7,6 @@ plan_run -> build_data -> validate_data -> check_verl_config (per version) -> pl
 from __future__ import annotations
 
 import logging
-import shlex
 import shutil
 import time
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ from genbench_tasks.labels import SFT, TRL_PPO
 from genbench_tasks.pipeline.cells import CellSpec, cell_key, verl_job, worker_entrypoint, write_spec
 from genbench_tasks.profiles import DEFAULT_PROFILE
 from genbench_tasks.provenance import code_version
-from genbench_tasks.verl import ensure_verl_env, installed_verl, on_cpu
+from genbench_tasks.verl import ensure_verl_env, first_on_python_path, installed_verl, on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +288,9 @@ def job_kwargs(plan: RunPlan, cell: CellSpec) -> dict:
         entrypoint, runtime_env = job.entrypoint, job.runtime_env
     elif gpu:
         image = profile.cluster.worker_image.format(verl_version=version)
-        runtime_env = runtime_env_for_verl(version, mode="image", image_uri=image, env_vars={})
+        runtime_env = runtime_env_for_verl(version, image)
     elif cell.kind == "train" and cell.verl_version is not None and version != installed_verl():
-        path = shlex.quote(str(ensure_verl_env(version)))
-        entrypoint = f"export PYTHONPATH={path}${{PYTHONPATH:+:$PYTHONPATH}} && {entrypoint}"
+        entrypoint = f"{first_on_python_path(ensure_verl_env(version))} && {entrypoint}"
     return {
         "entrypoint": entrypoint,
         "submission_id": cell.submission_id,

@@ -308,6 +308,14 @@ def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) ->
     return _build_once(cache_root(cache_dir) / "verl-envs" / f"verl-{version}", install)
 
 
+def first_on_python_path(path: str | os.PathLike) -> str:
+    """The shell step that puts ``path`` (e.g. an :func:`ensure_verl_env` install) ahead of the job's
+    ``PYTHONPATH``."""
+    import shlex
+
+    return f"export PYTHONPATH={shlex.quote(str(path))}${{PYTHONPATH:+:$PYTHONPATH}}"
+
+
 def installed_verl() -> str | None:
     """The verl version this environment imports (None when not installed)."""
     from importlib import metadata

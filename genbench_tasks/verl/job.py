@@ -50,6 +50,7 @@ from genbench_tasks.verl.config import (
     VerlConfigReport,
     check_overrides,
     check_runtime_env,
+    first_on_python_path,
     normalize_reward_overrides,
     override,
     parse_version,
@@ -437,7 +438,7 @@ def _entrypoint(
     finish = f"{WORKER} verl-finish --output-dir {shlex.quote(run.output_dir)}"
     steps = [preflight, train, shlex.join(merge), finish]
     if python_path:  # this verl release installed alone, ahead of the base environment
-        steps.insert(0, f"export PYTHONPATH={shlex.quote(python_path)}${{PYTHONPATH:+:$PYTHONPATH}}")
+        steps.insert(0, first_on_python_path(python_path))
     return " && ".join(steps)
 
 
