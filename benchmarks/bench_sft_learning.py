@@ -5,19 +5,17 @@
 
 Builds the profile's data, runs its SFT stage (the tiny model built from a config, then fine-tuned: the
 "SFT only" row and the PPO init) and samples each training family's test split with the profile's evaluation
-settings (temperature, top_p), once per seed. Prints success and reward per family as mean, seed sd and a 95%
-t interval, against the untrained base model measured the same way in the same run.
+settings (temperature, top_p), once per seed. Prints success and reward per family as mean, seed sd and the
+report's 95% CI (``scoring.stats.describe``), against the untrained base model measured the same way in the same
+run. A ``--work`` dir that already holds this profile's SFT is reused (only the sampling runs again).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
-
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 8: 2.365, 10: 2.262}
 
 
 def _sampled(model_dir: Path, data: Path, profile, seeds: int, threads: int) -> dict[str, list[float]]:
@@ -53,12 +51,12 @@ def _sampled(model_dir: Path, data: Path, profile, seeds: int, threads: int) -> 
 
 
 def _interval(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    sd = statistics.stdev(values)
-    half = T_975.get(len(values), 1.96) * sd / len(values) ** 0.5
-    return f"{mean:.3f} sd {sd:.3f} 95% CI [{mean - half:.3f}, {mean + half:.3f}]"
+    from genbench_tasks.scoring.stats import describe
+
+    summary = describe(values)
+    if summary.std is None:
+        return f"{summary.mean:.3f}"
+    return f"{summary.mean:.3f} sd {summary.std:.3f} 95% CI [{summary.ci_low:.3f}, {summary.ci_high:.3f}]"
 
 
 def main() -> None:
@@ -71,7 +69,7 @@ def main() -> None:
 
     from genbench_tasks.data.build import build_datasets
     from genbench_tasks.profiles import load_profile
-    from genbench_tasks.training.sft import run_sft
+    from genbench_tasks.training.sft import ensure_sft
 
     profile = load_profile(args.profile)
     work = Path(args.work or tempfile.mkdtemp(prefix="gb-bench-sft-"))
@@ -79,12 +77,13 @@ def main() -> None:
     if not (data / "datasets.json").is_file():
         build_datasets(profile, data)
     started = time.time()
-    result = run_sft(profile, data, work / "sft", threads=args.threads)
+    result = ensure_sft(profile, data, work / "sft", threads=args.threads)
     sft_s = time.time() - started
     base = _sampled(Path(result.base_model), data, profile, args.seeds, args.threads)
     tuned = _sampled(Path(result.checkpoint), data, profile, args.seeds, args.threads)
+    took = f"reused (trained in {result.wall_time_s:.0f} s)" if result.skipped else f"in {sft_s:.0f} s"
     print(
-        f"profile {profile.name}: SFT {profile.sft.steps} steps in {sft_s:.0f} s ({args.threads} threads), "
+        f"profile {profile.name}: SFT {profile.sft.steps} steps {took} ({args.threads} threads), "
         f"loss {result.loss_first:.3f} -> {result.loss_last:.3f}; {args.seeds} sampling seeds, "
         f"T={profile.eval.temperature} top_p={profile.eval.top_p}, test split"
     )

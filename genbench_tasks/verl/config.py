@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -292,8 +293,6 @@ def ensure_verl_env(version: str, cache_dir: str | os.PathLike | None = None) ->
 def first_on_python_path(path: str | os.PathLike) -> str:
     """The shell step that puts ``path`` (e.g. an :func:`ensure_verl_env` install) ahead of the job's
     ``PYTHONPATH``."""
-    import shlex
-
     return f"export PYTHONPATH={shlex.quote(str(path))}${{PYTHONPATH:+:$PYTHONPATH}}"
 
 
