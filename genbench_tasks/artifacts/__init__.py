@@ -10,7 +10,8 @@
   ``evaluation.EvalManifest`` (a cell's ``manifest.json``), ``training.TrainStep`` (``metrics.jsonl``),
   ``evaluation.EvalMetrics`` (``metrics.json``),
   ``evaluation.SampleLine`` (``samples.<family>.jsonl``), ``summary.StudySummary`` (``summary.json``),
-  ``comparison.ComparisonFile`` (``comparison.json``), ``verdicts.Detection`` (``verdicts.json``).
+  ``comparison.ComparisonFile`` (``comparison.json``), ``verdicts.Detection`` (``verdicts.json``),
+  ``cells.CellSpec`` (a cell's ``cell.json``) and ``cells.CellDone`` (its ``_SUCCESS``).
 * :mod:`~genbench_tasks.artifacts.metrics` -- the metric registry (name, direction, minimum effect, label)
   and ``RunMetrics``.
 

@@ -17,10 +17,10 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel
 
+from genbench_tasks.artifacts.cells import CellDone, CellKind, CellSpec
 from genbench_tasks.artifacts.io import read_model, write_model
 from genbench_tasks.artifacts.layout import CELL_DONE, CELL_SPEC, CellDir
 from genbench_tasks.errors import GenbenchError
@@ -33,45 +33,12 @@ from genbench_tasks.verl.config import ConfigCheck, VerlConfigReport
 
 log = logging.getLogger(__name__)
 
-CellKind = Literal["sft", "train", "eval"]
 SPEC_NAME = CELL_SPEC
 SUCCESS_NAME = CELL_DONE
 
 
-class CellSpec(BaseModel):
-    """Everything a worker needs to compute one cell; written as cell.json in the cell dir."""
-
-    kind: CellKind
-    key: str
-    label: str  # a baseline ("sft", "trl-ppo") or the verl version
-    seed: int
-    verl_version: str | None = None
-    profile: dict  # resolved Profile (model_dump)
-    data_dir: str
-    cell_dir: str
-    checkpoint_dir: str | None = None  # eval: the checkpoint to evaluate; train: the SFT init
-    families: list[str] | None = None
-
-    @property
-    def submission_id(self) -> str:
-        """Deterministic Ray submission id: same inputs, same job (re-submitting attaches)."""
-        label = (self.verl_version or self.label).replace(".", "_")
-        return f"genbench-{self.kind}-{label}-s{self.seed}-{self.key[:12]}"
-
-    def is_done(self) -> bool:
-        return CellDir(Path(self.cell_dir)).done_marker.is_file()
-
-
 def cell_key(kind: CellKind, **inputs) -> str:
     return content_key({"kind": kind, "code": code_version(), **inputs})
-
-
-class CellDone(BaseModel):
-    """The ``_SUCCESS`` marker: written last, its presence makes a cell complete."""
-
-    key: str
-    wall_s: float
-    finished: float
 
 
 def write_spec(spec: CellSpec) -> Path:
