@@ -161,6 +161,20 @@ def test_wrong_value_type_and_batch_rules_fail(verl_releases):
         vc.check_overrides("0.9.1", ["data.train_files=[a,"], native=False)
 
 
+def test_check_config_composes_a_releases_verl_overrides(verl_releases):
+    """A misspelt deliberate change fails before any GPU time, naming the key and the release."""
+    good = load_profile(
+        "gpu-small", {"verl_overrides": {"0.9.1": ["actor_rollout_ref.actor.optim.lr=0.005"]}}
+    )
+    config = vl.validate_run(good, vl.make_run(good, "0.9.1")).config()
+    assert config.actor_rollout_ref.actor.optim.lr == 0.005
+    bad = load_profile(
+        "gpu-small", {"verl_overrides": {"0.9.1": ["actor_rollout_ref.actor.optim.lrr=0.005"]}}
+    )
+    with pytest.raises(GenbenchError, match=r"verl 0.9.1: .*'actor_rollout_ref.actor.optim.lrr'"):
+        vl.validate_run(bad, vl.make_run(bad, "0.9.1"))
+
+
 # ---------------------------------------------------------------------------------------- the traps
 
 

@@ -160,6 +160,38 @@ def test_verl_file_logger_rows_become_train_steps(tmp_path):
     assert steps[0].step_time == 9.0  # verl's timing_s/step, kept from the first attempt
 
 
+def test_main_ppo_restarts_a_private_cluster_that_did_not_come_up(tmp_path, monkeypatch):
+    """Ray waits a fixed 30 s for a new node's raylet: on a loaded machine verl's ``ray.init`` can time out
+    before any training; that attempt is started again (twice at most), any other failure is returned."""
+    from genbench_tasks.verl import job as verl_job_module
+
+    outcomes = iter(
+        [
+            (1, ["...", f"Exception: {verl_job_module.RAY_STARTUP_TIMEOUT} during startup. This could ..."]),
+            (0, ["step:2 - ..."]),
+        ]
+    )
+    calls = []
+
+    def attempt(metrics, output_dir, overrides, private_ray, env, timeout):
+        calls.append(private_ray)
+        return next(outcomes)
+
+    monkeypatch.setattr(verl_job_module, "_main_ppo_attempt", attempt)
+    assert verl_job_module.run_main_ppo(tmp_path, [], private_ray=True) == 0 and len(calls) == 2
+
+    calls.clear()
+    monkeypatch.setattr(
+        verl_job_module, "_main_ppo_attempt", lambda *a: calls.append(1) or (1, ["ValueError: bad config"])
+    )
+    assert verl_job_module.run_main_ppo(tmp_path, [], private_ray=True) == 1 and len(calls) == 1
+    stuck = (1, [verl_job_module.RAY_STARTUP_TIMEOUT])
+    calls.clear()
+    monkeypatch.setattr(verl_job_module, "_main_ppo_attempt", lambda *a: calls.append(1) or stuck)
+    assert verl_job_module.run_main_ppo(tmp_path, [], private_ray=True, startup_retries=2) == 1
+    assert len(calls) == 3
+
+
 # ---- main_ppo on CPU (slow) ---------------------------------------------------------------------------------
 
 
@@ -176,8 +208,8 @@ def ws(tmp_path_factory):
     return {"root": root, "profile": profile, "data": root / "data", "sft": root / "sft" / "checkpoint"}
 
 
-def job_for(ws, version: str, name: str, seed: int = 0, extra: list[str] | None = None) -> VerlJob:
-    profile = ws["profile"]
+def job_for(ws, version: str, name: str, seed: int = 0, profile=None) -> VerlJob:
+    profile = profile or ws["profile"]
     run = make_run(
         profile,
         version,
@@ -185,7 +217,6 @@ def job_for(ws, version: str, name: str, seed: int = 0, extra: list[str] | None 
         data_dir=str(ws["data"]),
         output_dir=str(ws["root"] / "runs" / name),
         model_path=str(ws["sft"]),
-        extra_overrides=extra,
     )
     from genbench_tasks.pipeline.cells import run_job
 
@@ -202,11 +233,7 @@ def run_job_here(job: VerlJob, log: Path, timeout: float = 900) -> int:
 
 def deterministic(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl rows without wall-clock, throughput and memory figures."""
-    volatile = ("timing_s/", "timing_per_token_ms/", "perf/")
-    return [
-        {k: v for k, v in row.deterministic().items() if not any(x in k for x in volatile)}
-        for row in read_metrics(run_dir / "metrics.jsonl")
-    ]
+    return [row.deterministic() for row in read_metrics(run_dir / "metrics.jsonl")]
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +241,9 @@ def runs(ws):
     """Lazily computed main_ppo runs keyed by name (tests share them)."""
     cache: dict[str, Path] = {}
 
-    def get(name: str, version: str, seed: int = 0, extra: list[str] | None = None) -> Path:
+    def get(name: str, version: str, seed: int = 0, profile=None) -> Path:
         if name not in cache:
-            job = job_for(ws, version, name, seed, extra)
+            job = job_for(ws, version, name, seed, profile)
             rc = run_job_here(job, ws["root"] / f"{name}.log")
             assert rc == 0, (ws["root"] / f"{name}.log").read_text()[-4000:]
             cache[name] = Path(job.model_dir).parent
@@ -267,20 +294,32 @@ def test_main_ppo_same_seed_gives_identical_metrics(runs):
 
 
 @pytest.mark.slow
-def test_releases_and_a_deliberate_trainer_change_show_in_the_metrics(runs):
+def test_releases_and_a_deliberate_trainer_change_show_in_the_comparison(runs, ws):
     """What the nightly exists to see: 0.8.0 and 0.9.1 run different trainers (0.9's v1 trainer, its
     TransferQueue data plane and sampler) on the same data, SFT init and seed, and their training metrics and
-    weights differ; an override that changes the trainer for one version (10x the actor learning rate) changes
-    that version's step-2 metrics (the step after the first update) and its weights."""
-    v08, v09 = deterministic(runs("v0.8.0", "0.8.0")), deterministic(runs("v0.9.1", "0.9.1"))
-    assert v08 != v09
+    weights differ; a profile's ``verl_overrides`` that changes the trainer for one version (10x the actor
+    learning rate for 0.9.1) changes that version's step-2 metrics (the step after the first update) and its
+    weights. The comparison's trainer section (what comparison.json and the report show) says so, and says
+    "identical" for two runs of one release with one seed."""
+    from genbench_tasks.artifacts.layout import CellDir
+    from genbench_tasks.evaluation.trajectories import compare_seed
+
+    v08, v09 = runs("v0.8.0", "0.8.0"), runs("v0.9.1", "0.9.1")
+    assert deterministic(v08) != deterministic(v09)
     name = f"{MODEL_SUBDIR}/model.safetensors"
-    assert (runs("v0.8.0", "0.8.0") / name).read_bytes() != (runs("v0.9.1", "0.9.1") / name).read_bytes()
-    changed = runs("v0.9.1-lr", "0.9.1", extra=["actor_rollout_ref.actor.optim.lr=0.005"])
-    moved = deterministic(changed)
-    assert moved[0]["reward_mean"] == v09[0]["reward_mean"]  # step 1 rolls out the SFT model in both
-    assert moved[1] != v09[1]
-    assert (changed / name).read_bytes() != (runs("v0.9.1", "0.9.1") / name).read_bytes()
+    assert (v08 / name).read_bytes() != (v09 / name).read_bytes()
+    releases = compare_seed(0, CellDir(v09), CellDir(v08))
+    assert releases.verdict == "differs" and releases.first_differing_step == 1, releases
+
+    lr = "actor_rollout_ref.actor.optim.lr=0.005"
+    deliberate = ws["profile"].model_copy(update={"verl_overrides": {"0.9.1": [lr]}})
+    changed = runs("v0.9.1-lr", "0.9.1", profile=deliberate)
+    hydra = (changed / "hydra" / "attempt-0" / ".hydra" / "overrides.yaml").read_text()
+    assert lr in hydra
+    trainer = compare_seed(0, CellDir(changed), CellDir(v09))
+    assert trainer.verdict == "differs" and trainer.first_differing_step == 2, trainer  # step 1: SFT rollouts
+    assert (changed / name).read_bytes() != (v09 / name).read_bytes()
+    assert compare_seed(0, CellDir(runs("v0.9.1-again", "0.9.1")), CellDir(v09)).verdict == "identical"
 
 
 @pytest.mark.slow

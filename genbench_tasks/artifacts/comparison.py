@@ -1,4 +1,5 @@
-"""``RUNDIR/comparison.json``: candidate vs baseline tables of one night (``evaluation.compare``)."""
+"""``RUNDIR/comparison.json``: candidate vs baseline tables of one night, and how their PPO training runs
+compare seed by seed (``evaluation.compare``)."""
 
 from __future__ import annotations
 
@@ -93,12 +94,46 @@ class LabeledRow(ComparisonRow):
     baseline: str
 
 
+TrainerVerdict = Literal["identical", "differs", "not comparable", "insufficient data"]
+
+
+class SeedTrajectory(BaseModel):
+    """One seed's PPO training, candidate vs baseline, step by step (timing figures left out).
+
+    With one seed, the same data and the same SFT init, a deterministic trainer repeats itself bit for bit:
+    any difference is the trainer's (its code, defaults or overrides), not noise."""
+
+    seed: int
+    steps_candidate: int
+    steps_baseline: int
+    verdict: TrainerVerdict
+    #: first step whose figures differ (None: identical over the common steps, or not comparable)
+    first_differing_step: int | None = None
+    #: the figures that differ at that step (sorted; shared keys only) and the keys only one side logs
+    differing: list[str] = Field(default_factory=list)
+    only_candidate: list[str] = Field(default_factory=list)
+    only_baseline: list[str] = Field(default_factory=list)
+    reward_mean_candidate: float | None = None  # at first_differing_step
+    reward_mean_baseline: float | None = None
+    note: str | None = None
+
+
+class TrainerComparison(BaseModel):
+    """Do the two sides' trainers behave alike? ``differs`` when any comparable seed's trajectory differs,
+    ``identical`` when every comparable seed's is bit-identical."""
+
+    verdict: TrainerVerdict
+    seeds: list[SeedTrajectory] = Field(default_factory=list)
+
+
 class Comparison(BaseModel):
     candidate: SideRef
     baseline: SideRef
     generated_at: str
     config: CompareConfig
     rows: list[LabeledRow]
+    #: PPO training trajectories per seed (None: neither side has training runs, e.g. the SFT row)
+    trainer: TrainerComparison | None = None
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -82,8 +82,14 @@ class TrainStep(BaseModel):
     step_time: float | None = Field(default=None, validation_alias=AliasChoices("step_time", "timing_s/step"))
 
     def deterministic(self) -> dict[str, Any]:
-        """The row without its timing (what must be bit-identical across reruns with one seed)."""
-        return self.model_dump(exclude={"step_time"}, exclude_none=True)
+        """The row without its timing, throughput and memory figures (what must be bit-identical across
+        reruns with one seed)."""
+        row = self.model_dump(exclude={"step_time"}, exclude_none=True)
+        return {k: v for k, v in row.items() if not k.startswith(VOLATILE_PREFIXES)}
+
+
+#: verl's wall-clock, throughput and memory figures (``timing_s/gen``, ``perf/throughput``, ...)
+VOLATILE_PREFIXES = ("timing_s/", "timing_per_token_ms/", "perf/")
 
 
 class VerlLaunchRecord(BaseModel):

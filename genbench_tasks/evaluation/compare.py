@@ -5,6 +5,9 @@ inputs) and its per-item results come from the same runs' ``samples.<family>.jso
 :mod:`genbench_tasks.evaluation.aggregate` for the per-seed reduction of K samples). A run directory holding
 only ``summary.json`` works too. The statistics are :func:`genbench_tasks.scoring.stats.compare`.
 
+With training runs (``RUNDIR/train/<label>/seed=<n>/metrics.jsonl``) the two sides' trainers are compared
+too, seed by seed (:mod:`genbench_tasks.evaluation.trajectories`): deterministic, so no statistics.
+
 Results go to ``comparison.json`` (:class:`ComparisonFile`): one entry per (candidate, baseline) pair; an
 entry for the same pair is replaced, others are kept.
 """
@@ -24,6 +27,7 @@ from genbench_tasks.artifacts.io import ArtifactError, read_model, update_model,
 from genbench_tasks.artifacts.layout import COMPARISON, CellDir, RunLayout
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.evaluation.aggregate import load_items, run_dirs
+from genbench_tasks.evaluation.trajectories import compare_trainers, describe, train_cells
 from genbench_tasks.labels import is_baseline, label_key
 from genbench_tasks.scoring import stats
 
@@ -118,12 +122,19 @@ def _compare_sides(candidate: Side, baseline: Side, config: stats.CompareConfig)
         warnings.append(f"baseline {baseline.ref.label} has no runs in {baseline.ref.rundir}")
     for w in warnings:
         log.warning("%s", w)
+    trainer = compare_trainers(
+        train_cells(candidate.ref.rundir, candidate.ref.label),
+        train_cells(baseline.ref.rundir, baseline.ref.label),
+    )
+    if trainer is not None:
+        log.info("%s vs %s %s", candidate.ref.label, baseline.ref.label, describe(trainer))
     return Comparison(
         candidate=candidate.ref,
         baseline=baseline.ref,
         generated_at=datetime.now(timezone.utc).isoformat(),
         config=config,
         rows=labeled,
+        trainer=trainer,
         warnings=warnings,
     )
 
@@ -258,6 +269,8 @@ def format_comparison(comparison: Comparison) -> str:
             f"{(f'{diff:+.3f}' if diff is not None else '-'):>8s} {ci_text:>19s} {f(r.p_adjusted):>7s}  "
             f"{r.verdict:17s} {r.stability_verdict}"
         )
+    if comparison.trainer is not None:
+        lines.append(describe(comparison.trainer))
     for w in comparison.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

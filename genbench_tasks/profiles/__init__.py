@@ -6,7 +6,7 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.hashing import content_key
@@ -151,7 +151,25 @@ class Profile(_Strict):
     ppo: PPOSettings = PPOSettings()
     cluster: ClusterSettings = ClusterSettings()
     eval: EvalSettings = EvalSettings()
+    #: backend ``verl``: Hydra overrides of verl's trainer for one release, appended after genbench's own
+    #: (``{"0.9.1": ["actor_rollout_ref.actor.optim.lr=5e-3"]}``): a deliberate trainer change for that
+    #: version, composed by ``check-config`` like the rest and visible in the nightly's comparison
+    verl_overrides: dict[str, list[str]] = Field(default_factory=dict)
     extra: dict = Field(default_factory=dict)
+
+    @field_validator("verl_overrides")
+    @classmethod
+    def _hydra_form(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for version, items in value.items():
+            for item in items:
+                key, eq, _ = item.partition("=")
+                deletion = key.startswith("~")
+                key = key.lstrip("+~")
+                if not key or any(c.isspace() for c in key) or not (eq or deletion):
+                    raise ValueError(
+                        f"verl_overrides[{version!r}]: {item!r} is not a Hydra override (key=value, +key=value, ~key)"
+                    )
+        return value
 
     def config_hash(self) -> str:
         """Stable hash of the resolved profile (used in cache keys and manifests)."""

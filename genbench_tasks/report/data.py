@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genbench_tasks.artifacts.comparison import ComparisonFile, LabeledRow
+from genbench_tasks.artifacts.comparison import ComparisonFile, LabeledRow, TrainerComparison
 from genbench_tasks.artifacts.datasets import DatasetEntry, DatasetManifest
 from genbench_tasks.artifacts.io import ArtifactError, read_jsonl, read_model, read_optional
 from genbench_tasks.artifacts.layout import PublishedLayout, RunLayout, safe_name
@@ -96,6 +96,22 @@ def summary_view(summary: StudySummary) -> SummaryView:
     return SummaryView(families=families, gap=summary.generalization_gap, warnings=summary.warnings)
 
 
+class TrainerView(BaseModel):
+    """How one (candidate, baseline) pair's PPO runs compare seed by seed (``Comparison.trainer``)."""
+
+    candidate: str
+    baseline: str
+    trainer: TrainerComparison
+
+
+def trainer_views(comparison: ComparisonFile) -> list[TrainerView]:
+    return [
+        TrainerView(candidate=c.candidate.label, baseline=c.baseline.label, trainer=c.trainer)
+        for c in comparison.comparisons
+        if c.trainer is not None
+    ]
+
+
 def comparison_rows(comparison: ComparisonFile) -> tuple[list[LabeledRow], list[str]]:
     """Every row and warning of comparison.json, over its (candidate, baseline) entries."""
     rows = [r for c in comparison.comparisons for r in c.rows]
@@ -129,6 +145,7 @@ class RunData(BaseModel):
     summary: SummaryView | None = None
     comparison: list[LabeledRow] = Field(default_factory=list)
     comparison_warnings: list[str] = Field(default_factory=list)
+    trainers: list[TrainerView] = Field(default_factory=list)
     validation: ValidationView = ValidationView(status="unknown")
     curves: dict[str, dict[str, list[tuple[float, float]]]] = Field(default_factory=dict)
     samples: list[SampleLink] = Field(default_factory=list)
@@ -246,6 +263,7 @@ def load_run(rundir: str | Path) -> RunData:
         summary=summary_view(study) if study else None,
         comparison=rows,
         comparison_warnings=comparison_warnings,
+        trainers=trainer_views(comparison) if comparison else [],
         validation=_validation(layout, manifest, warnings),
         curves=curves,
         samples=samples,

@@ -184,7 +184,8 @@ def reward_path_for(run: VerlRun) -> str:
 
 def build_overrides(profile: Any, run: VerlRun, layer: DeviceLayer | None = None) -> list[str]:
     """Hydra overrides for ``python -m verl.trainer.main_ppo``: the profile's, then the device layer's (CPU),
-    then ``run.extra_overrides`` (the last value of a key wins)."""
+    then the profile's ``verl_overrides`` for this release, then ``run.extra_overrides`` (the last value of a
+    key wins)."""
     _require_layer(profile, layer)
     rules = rules_for(run.verl_version)
     ppo, cluster = profile.ppo, profile.cluster
@@ -255,7 +256,8 @@ def build_overrides(profile: Any, run: VerlRun, layer: DeviceLayer | None = None
         overrides.append(prefix + override(key, run.seed))
     if layer is not None:
         overrides += layer.overrides
-    return overrides + normalize_reward_overrides(run.extra_overrides, run.verl_version)
+    deliberate = [*profile.verl_overrides.get(run.verl_version, []), *run.extra_overrides]
+    return overrides + normalize_reward_overrides(deliberate, run.verl_version)
 
 
 def policy_expectations(profile: Any, run: VerlRun) -> dict[str, Any]:
@@ -576,8 +578,8 @@ def run_main_ppo(
     *,
     private_ray: bool,
     env: dict[str, str] | None = None,
-    stdout: Any = None,
     timeout: float | None = None,
+    startup_retries: int = 2,
 ) -> int:
     """``python -m verl.trainer.main_ppo OVERRIDES`` as a child process; returns its exit code.
 
@@ -585,18 +587,45 @@ def run_main_ppo(
     composed config to ``output_dir/hydra/attempt-<n>``. ``private_ray`` (CPU): verl's own ``ray.init``
     starts a private single-node cluster, also inside a Ray job (whose ``RAY_ADDRESS`` is dropped): its own
     temp dir, a fresh auth token, listeners on 127.0.0.1; what it started is gone when this returns, and a
-    killed attempt's leftovers are reaped by the next. SIGTERM/SIGINT are forwarded to the trainer.
+    killed attempt's leftovers are reaped by the next. SIGTERM/SIGINT are forwarded to the trainer. Its
+    output goes to this process's stdout; when its private cluster does not come up in time (Ray waits a
+    fixed 30 s for the raylet, too little on a loaded machine) it is started again, up to ``startup_retries``
+    times, before any training ran.
     """
-    import secrets
-    import signal
-    import subprocess
-    import tempfile
-
     metrics = Path(output_dir) / VERL_METRICS_SUBDIR
     metrics.mkdir(parents=True, exist_ok=True)
     for stale in metrics.glob("attempt-*.ray"):  # a killed attempt's private cluster
         _reap(Path(stale.read_text().strip()))
         stale.unlink()
+    for retry in range(startup_retries + 1):
+        rc, tail = _main_ppo_attempt(metrics, output_dir, overrides, private_ray, env, timeout)
+        startup_failed = private_ray and any(RAY_STARTUP_TIMEOUT in line for line in tail)
+        if rc == 0 or not startup_failed or retry == startup_retries:
+            return rc
+        log.warning("main_ppo: the private Ray cluster did not start in time; starting it again")
+    return rc
+
+
+#: what ``ray.init`` raises when a new local node's raylet does not register within its fixed 30 s
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+
+
+def _main_ppo_attempt(
+    metrics: Path,
+    output_dir: str | os.PathLike,
+    overrides: list[str],
+    private_ray: bool,
+    env: dict[str, str] | None,
+    timeout: float | None,
+) -> tuple[int, list[str]]:
+    """One run of the trainer child: (exit code, its last output lines)."""
+    import collections
+    import secrets
+    import signal
+    import subprocess
+    import tempfile
+    import threading
+
     attempt = len(list(metrics.glob("attempt-*.jsonl")))
     child_env = {
         **os.environ,
@@ -630,13 +659,28 @@ def run_main_ppo(
     log.info(
         "main_ppo (attempt %d, %s Ray): %s", attempt, "private" if private_ray else "cluster", shlex.join(cmd)
     )
-    proc = subprocess.Popen(cmd, env=child_env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+    proc = subprocess.Popen(
+        cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line)
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        return proc.wait(timeout=timeout)
+        rc = proc.wait(timeout=timeout)
+        reader.join(timeout=10)
+        return rc, list(tail)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
