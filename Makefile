@@ -65,8 +65,11 @@ demo: install
 up: install
 	$(BIN)/genbench up --out runs/local
 
+# The suite on every core (at most 4 workers: the heavy modules each start Ray clusters and verl jobs); a
+# module and its fixtures stay on one worker, the longest modules start first (tests/conftest.py).
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(os.cpu_count() or 1, 4)))")
 test: install
-	$(BIN)/pytest -q --durations=15 tests
+	$(BIN)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check genbench_tasks dags tests benchmarks

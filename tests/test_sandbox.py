@@ -481,6 +481,16 @@ def snoop_outcome(workdirs_before: set[str], marker: str, secret_file: Path, run
 
 
 @pytest.fixture
+def private_tmp():
+    """A temp dir of this test's own, world-writable like /tmp (a sample may run as another uid): what
+    ``snoop_outcome`` checks is emptied, while other test workers' sandboxes come and go in the shared /tmp."""
+    folder = Path(tempfile.mkdtemp(prefix="genbench-test-tmp-"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def secret_file():
     """A world-readable file outside the sandbox's view, like the input JSONL holding the tests."""
     folder = Path(tempfile.mkdtemp(prefix="genbench-secret-"))
@@ -494,11 +504,13 @@ def secret_file():
 
 @NEEDS_LANDLOCK
 @pytest.mark.parametrize("launch", ["zygote", "process per sample"])
-def test_rlimits_fallback_confines_the_candidate(monkeypatch, caplog, secret_file, launch):
+def test_rlimits_fallback_confines_the_candidate(monkeypatch, caplog, secret_file, launch, private_tmp):
     monkeypatch.setenv(sandbox.ENV_VAR, "rlimits")
     monkeypatch.setattr(sandbox, "_warned", set())  # the isolation is logged once per process
     if launch == "process per sample":
         monkeypatch.setattr(sandbox, "_is_root", lambda: False)
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     before = set(Path(tempfile.gettempdir()).glob("genbench-sbx-*"))
     marker = f"genbench-litter-{uuid.uuid4().hex}"
     with caplog.at_level(logging.INFO, logger=sandbox.__name__):
@@ -525,13 +537,17 @@ print(res.status, "|", res.isolation, "|", res.reason)
 @NEEDS_LANDLOCK
 @ROOT_ONLY
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
-def test_rlimits_fallback_without_namespaces(secret_file, tmp_path):
+def test_rlimits_fallback_without_namespaces(secret_file, tmp_path, private_tmp):
     """A root without CAP_SYS_ADMIN (a default container) gets no namespaces: Landlock alone must hold."""
     script = tmp_path / "snoop.py"
     script.write_text(SNOOP_SCRIPT)
     marker = f"genbench-litter-{uuid.uuid4().hex}"
     cmd = ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", sys.executable, str(script)]
-    env = {**os.environ, "TESTS_ROOT": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "TESTS_ROOT": str(Path(__file__).resolve().parents[1]),
+        "TMPDIR": str(private_tmp),
+    }
     done = subprocess.run(
         [*cmd, marker, str(secret_file)], capture_output=True, text=True, env=env, timeout=60
     )
