@@ -298,8 +298,8 @@ def test_releases_and_a_deliberate_trainer_change_show_in_the_comparison(runs, w
     """What the nightly exists to see: 0.8.0 and 0.9.1 run different trainers (0.9's v1 trainer, its
     TransferQueue data plane and sampler) on the same data, SFT init and seed, and their training metrics and
     weights differ; a profile's ``verl_overrides`` that changes the trainer for one version (10x the actor
-    learning rate for 0.9.1) changes that version's step-2 metrics (the step after the first update) and its
-    weights. The comparison's trainer section (what comparison.json and the report show) says so, and says
+    learning rate for 0.9.1) changes that version's update from step 1 on (same step-1 rollouts), its step-2
+    metrics and its weights. The comparison's trainer section (what comparison.json and the report show) says so, and says
     "identical" for two runs of one release with one seed."""
     from genbench_tasks.artifacts.layout import CellDir
     from genbench_tasks.evaluation.trajectories import compare_seed
@@ -317,7 +317,11 @@ def test_releases_and_a_deliberate_trainer_change_show_in_the_comparison(runs, w
     hydra = (changed / "hydra" / "attempt-0" / ".hydra" / "overrides.yaml").read_text()
     assert lr in hydra
     trainer = compare_seed(0, CellDir(changed), CellDir(v09))
-    assert trainer.verdict == "differs" and trainer.first_differing_step == 2, trainer  # step 1: SFT rollouts
+    # step 1 already differs in what the update logs (the actor's lr and what it moved), not in its rollouts
+    assert trainer.verdict == "differs" and trainer.first_differing_step == 1, trainer
+    assert trainer.reward_mean_candidate == trainer.reward_mean_baseline  # both rolled out the SFT model
+    assert "reward_mean" not in trainer.differing
+    assert deterministic(changed)[1] != deterministic(v09)[1]
     assert (changed / name).read_bytes() != (v09 / name).read_bytes()
     assert compare_seed(0, CellDir(runs("v0.9.1-again", "0.9.1")), CellDir(v09)).verdict == "identical"
 
