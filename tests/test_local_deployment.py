@@ -172,7 +172,8 @@ def first_run(deployment, api) -> dict:
     """The small nightly, triggered through the REST API as the UI does, followed to its end."""
     api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     run = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": CONF})
-    state, seen = api.follow_run(DAG_ID, run["dag_run_id"], timeout_s=1800, poll_s=1)
+    # ~16 min alone on 2 cores; longer beside the main_ppo tests on the other pytest worker
+    state, seen = api.follow_run(DAG_ID, run["dag_run_id"], timeout_s=3000, poll_s=1)
     tis = api.task_instances(DAG_ID, run["dag_run_id"])
     return {"state": state, "seen": seen, "tis": tis, "markers": _success_markers(deployment["work"])}
 
