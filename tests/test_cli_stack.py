@@ -1,4 +1,5 @@
-"""`genbench demo` and `genbench up` refuse bad arguments with one line and exit 2, before starting anything."""
+"""`genbench demo` and `genbench up` refuse bad arguments with one line and exit 2, before starting anything,
+and stop what they started on SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -49,3 +50,43 @@ def test_help_explains_the_stack():
     for command in ("demo", "up"):
         result = genbench(command, "--help")
         assert result.returncode == 0 and "127.0.0.1" in result.stdout
+
+
+STOPPED_BY_SIGNAL = """
+import os, signal, sys, time
+import genbench_tasks.pipeline.embedded as embedded
+from genbench_tasks.cli import main
+
+class Deployment:  # the stack's boundary, faked: start() is interrupted, stop() must still run
+    def __init__(self, **kwargs):
+        pass
+    def start(self):
+        print("started", flush=True)
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+        time.sleep(30)
+        print("not interrupted", flush=True)
+    def stop(self):
+        print("stopped everything", flush=True)
+
+embedded.LocalDeployment = Deployment
+sys.exit(main([sys.argv[1], "--out", sys.argv[3]]))
+"""
+
+
+@pytest.mark.parametrize("command", ["demo", "up"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_what_the_command_started(tmp_path, command, signame):
+    """``kill`` or Ctrl-C, also when started with SIGINT ignored (nohup, ``cmd &`` in a script): the command
+    stops everything it started instead of leaving the Airflow stack and Ray running."""
+    import signal
+
+    result = subprocess.run(
+        [sys.executable, "-c", STOPPED_BY_SIGNAL, command, signame, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert "started" in result.stdout and "not interrupted" not in result.stdout, result.stderr
+    assert "stopped everything" in result.stdout
+    assert result.returncode == (130 if command == "demo" else 0), result.stderr

@@ -177,3 +177,16 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"ppo": {"steps": 4}}\'')
     return value
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt``, so a command's ``finally`` stops what it
+    started: also when it was started with SIGINT ignored (nohup, ``cmd &`` in a script) or is terminated
+    (``kill``, a CI timeout)."""
+    import signal
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -60,6 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
     load_profile(args.profile, args.overrides)  # bad profile or overrides: fail before starting anything
     work = args.out.resolve()
     deployment = LocalDeployment(work_dir=work, api_port=0, ray_cpus=args.ray_cpus)
+    arguments.stop_on_signals()
     try:
         info = deployment.start()
         print(f"Airflow UI {info['ui_url']} (user {info['user']}, password {info['password']})", flush=True)
@@ -98,6 +99,9 @@ def _demo(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
         return 0 if state == "success" else 1
+    except KeyboardInterrupt:
+        print("\nstopping ... (finished cells stay cached: the next demo reuses them)", flush=True)
+        return 130
     finally:
         deployment.stop()
 

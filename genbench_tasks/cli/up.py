@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from pathlib import Path
 
@@ -51,12 +50,7 @@ def _up(args: argparse.Namespace) -> int:
         work_dir=args.out.resolve(), api_port=args.port, ray_cpus=args.ray_cpus, s3_port=args.s3_port
     )
 
-    def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    # Ctrl-C stops everything even when we were started with SIGINT ignored (nohup, `cmd &` in a script).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    arguments.stop_on_signals()
     try:
         info = deployment.start()
         print(
