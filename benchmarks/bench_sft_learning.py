@@ -1,13 +1,14 @@
 """What the embedded default's model learns: in-domain success of the SFT warm start over sampling seeds.
 
     .venv/bin/python benchmarks/bench_sft_learning.py [--profile local-cpu] [--seeds 5] [--threads 2]
-        [--work DIR]
+        [--work DIR] [--rules N]
 
 Builds the profile's data, runs its SFT stage (the tiny model built from a config, then fine-tuned: the
 "SFT only" row and the PPO init) and samples each training family's test split with the profile's evaluation
 settings (temperature, top_p), once per seed. Prints success and reward per family as mean, seed sd and the
 report's 95% CI (``scoring.stats.describe``), against the untrained base model measured the same way in the same
 run. A ``--work`` dir that already holds this profile's SFT is reused (only the sampling runs again).
+``--rules N``: the rewriting family's greedy success per rule on N fresh examples (which rules it learned).
 """
 
 from __future__ import annotations
@@ -50,6 +51,43 @@ def _sampled(model_dir: Path, data: Path, profile, seeds: int, threads: int) -> 
     return per
 
 
+def _rewriting_rules(model_dir: Path, n: int, threads: int) -> dict[str, list[bool]]:
+    """Greedy exact-match success of the rewriting family per rule on ``n`` fresh examples (seed 98765, none
+    from the profile's splits)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genbench_tasks.families import get_family
+    from genbench_tasks.training.common import deterministic_torch, generator
+    from genbench_tasks.training.sampling import decode_responses, encode_chat, left_pad, sample_responses
+
+    family = get_family("rewriting")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    examples = family.build(98765, n)
+    per: dict[str, list[bool]] = {}
+    with deterministic_torch(threads):
+        for start in range(0, n, 32):
+            chunk = examples[start : start + 32]
+            ids, mask = left_pad(
+                [encode_chat(tokenizer, family.render_prompt(e)) for e in chunk], tokenizer.pad_token_id
+            )
+            out, out_mask = sample_responses(
+                model,
+                ids,
+                mask,
+                max_new_tokens=48,
+                eos_id=tokenizer.eos_token_id,
+                pad_id=tokenizer.pad_token_id,
+                generator=generator(0, "rules"),
+                temperature=0.0,
+            )
+            for example, text in zip(chunk, decode_responses(tokenizer, out, out_mask), strict=True):
+                per.setdefault(example.extra["rule"], []).append(
+                    family.score(text, example.ground_truth).passed
+                )
+    return per
+
+
 def _interval(values: list[float]) -> str:
     from genbench_tasks.scoring.stats import describe
 
@@ -65,6 +103,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="sampling seeds (default 5, the nightly's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for SFT and sampling")
     parser.add_argument("--work", default=None, help="work dir (default: a temp dir)")
+    parser.add_argument(
+        "--rules", type=int, default=0, help="also: greedy rewriting success per rule on N fresh examples"
+    )
     args = parser.parse_args()
 
     from genbench_tasks.data.build import build_datasets
@@ -89,6 +130,12 @@ def main() -> None:
     )
     for key in sorted(tuned):
         print(f"{key:22s} base {_interval(base[key]):44s} SFT {_interval(tuned[key])}")
+    if args.rules:
+        per = _rewriting_rules(Path(result.checkpoint), args.rules, args.threads)
+        passed = [x for v in per.values() for x in v]
+        print(f"rewriting, greedy, {len(passed)} fresh examples: success {sum(passed) / len(passed):.3f}")
+        for rule, results in sorted(per.items()):
+            print(f"  {rule:12s} {sum(results) / len(results):.2f}  (n={len(results)})")
 
 
 if __name__ == "__main__":
