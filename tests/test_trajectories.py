@@ -32,6 +32,7 @@ def steps(changes: dict[int, dict] | None = None, n: int = 3) -> list[TrainStep]
             "actor/grad_norm": math.nan,
             "timing_s/step": 5.0 + step,
             "perf/throughput": 100.0,
+            "actor/perf/cpu_memory_used_gb": 8.0,
         }
         row.update((changes or {}).get(step, {}))
         rows.append(TrainStep.model_validate(row))
@@ -59,7 +60,12 @@ def cell(
 
 def test_same_runs_up_to_timing_are_identical(tmp_path):
     """Wall-clock, throughput and NaN figures never make two runs differ."""
-    other = steps({s: {"timing_s/step": 99.0, "perf/throughput": 3.0} for s in (1, 2, 3)})
+    other = steps(
+        {
+            s: {"timing_s/step": 99.0, "perf/throughput": 3.0, "actor/perf/cpu_memory_used_gb": 12.5}
+            for s in (1, 2, 3)
+        }
+    )
     result = compare_seed(0, cell(tmp_path, "a", steps()), cell(tmp_path, "b", other))
     assert result.verdict == "identical"
     assert result.first_differing_step is None and result.differing == []

@@ -85,11 +85,12 @@ class TrainStep(BaseModel):
         """The row without its timing, throughput and memory figures (what must be bit-identical across
         reruns with one seed)."""
         row = self.model_dump(exclude={"step_time"}, exclude_none=True)
-        return {k: v for k, v in row.items() if not k.startswith(VOLATILE_PREFIXES)}
+        return {k: v for k, v in row.items() if not any(part in k for part in VOLATILE_PARTS)}
 
 
-#: verl's wall-clock, throughput and memory figures (``timing_s/gen``, ``perf/throughput``, ...)
-VOLATILE_PREFIXES = ("timing_s/", "timing_per_token_ms/", "perf/")
+#: verl's wall-clock, throughput and memory figures, anywhere in a key (``timing_s/gen``,
+#: ``perf/throughput``, ``actor/perf/cpu_memory_used_gb``, ...)
+VOLATILE_PARTS = ("timing_s/", "timing_per_token_ms/", "perf/")
 
 
 class VerlLaunchRecord(BaseModel):
