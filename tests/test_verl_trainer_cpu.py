@@ -20,7 +20,7 @@ from genbench_tasks.artifacts.io import read_model
 from genbench_tasks.artifacts.training import VerlLaunchRecord
 from genbench_tasks.errors import GenbenchError
 from genbench_tasks.profiles import load_profile
-from genbench_tasks.training.outputs import read_metrics
+from genbench_tasks.training.outputs import deterministic_metrics, read_metrics
 from genbench_tasks.verl import (
     VerlConfigError,
     build_job_spec,
@@ -233,7 +233,7 @@ def run_job_here(job: VerlJob, log: Path, timeout: float = 1800) -> int:
 
 def deterministic(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl rows without wall-clock, throughput and memory figures."""
-    return [row.deterministic() for row in read_metrics(run_dir / "metrics.jsonl")]
+    return deterministic_metrics(read_metrics(run_dir / "metrics.jsonl"))
 
 
 @pytest.fixture(scope="module")

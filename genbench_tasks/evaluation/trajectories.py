@@ -15,9 +15,9 @@ from typing import Any
 
 from genbench_tasks.artifacts.cells import CellSpec
 from genbench_tasks.artifacts.comparison import SeedTrajectory, TrainerComparison
-from genbench_tasks.artifacts.io import ArtifactError, read_jsonl, read_model
+from genbench_tasks.artifacts.io import ArtifactError, read_model
 from genbench_tasks.artifacts.layout import CellDir, RunLayout
-from genbench_tasks.artifacts.training import TrainStep
+from genbench_tasks.training.outputs import read_metrics
 
 #: Profile sections that shape a PPO run (``verl_overrides`` is left out: it is the deliberate change)
 TRAINING_SECTIONS = ("backend", "data", "model", "sft", "ppo", "cluster", "extra")
@@ -42,7 +42,7 @@ def _inputs_differ(candidate: CellDir, baseline: CellDir) -> str | None:
 
 
 def _rows(cell: CellDir) -> dict[int, dict[str, Any]]:
-    return {r.step: r.deterministic() for r in read_jsonl(cell.train_metrics, TrainStep, torn_tail=True)}
+    return {r.step: r.deterministic() for r in read_metrics(cell.train_metrics)}
 
 
 def compare_seed(seed: int, candidate: CellDir, baseline: CellDir) -> SeedTrajectory:

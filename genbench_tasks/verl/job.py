@@ -597,13 +597,14 @@ def run_main_ppo(
     for stale in metrics.glob("attempt-*.ray"):  # a killed attempt's private cluster
         _reap(Path(stale.read_text().strip()))
         stale.unlink()
-    for retry in range(startup_retries + 1):
+    retries = startup_retries
+    while True:
         rc, tail = _main_ppo_attempt(metrics, output_dir, overrides, private_ray, env, timeout)
         startup_failed = private_ray and any(RAY_STARTUP_TIMEOUT in line for line in tail)
-        if rc == 0 or not startup_failed or retry == startup_retries:
+        if rc == 0 or not startup_failed or retries == 0:
             return rc
+        retries -= 1
         log.warning("main_ppo: the private Ray cluster did not start in time; starting it again")
-    return rc
 
 
 #: what ``ray.init`` raises when a new local node's raylet does not register within its fixed 30 s
