@@ -168,8 +168,8 @@ REF_OFFLOAD_UNPINNED = Patch(
 def cpu_overrides() -> list[str]:
     """Hydra overrides every CPU run needs, whatever the release: device, FSDP2 (FSDP1 wants a device id),
     sdpa attention, fp32 compute (bf16 autocast on CPU is slow and lossy for small models), the hf rollout,
-    in-process data loading, one agent-loop/reward worker, one TransferQueue storage unit, and full
-    determinism in the FSDP engines."""
+    in-process data loading, one agent-loop/reward worker, one TransferQueue storage unit, full
+    determinism in the FSDP engines, and no dashboard for the job's private Ray cluster."""
     from genbench_tasks.verl import override
 
     fp32 = [
@@ -198,6 +198,8 @@ def cpu_overrides() -> list[str]:
     ]
     return [
         *(override(k, v) for k, v in items),
+        # the job's private Ray cluster serves nobody a dashboard: ~2 s and ~4 CPU-s less per start (measured)
+        "+ray_kwargs.ray_init.include_dashboard=false",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         "+critic.model.override_config.attn_implementation=sdpa",
         *fp32,
