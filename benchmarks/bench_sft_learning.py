@@ -101,7 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="local-cpu")
     parser.add_argument("--seeds", type=int, default=5, help="sampling seeds (default 5, the nightly's)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for SFT and sampling")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads for sampling (SFT: the profile's sft.threads)"
+    )
     parser.add_argument("--work", default=None, help="work dir (default: a temp dir)")
     parser.add_argument(
         "--rules", type=int, default=0, help="also: greedy rewriting success per rule on N fresh examples"
@@ -118,13 +120,13 @@ def main() -> None:
     if not (data / "datasets.json").is_file():
         build_datasets(profile, data)
     started = time.time()
-    result = ensure_sft(profile, data, work / "sft", threads=args.threads)
+    result = ensure_sft(profile, data, work / "sft")
     sft_s = time.time() - started
     base = _sampled(Path(result.base_model), data, profile, args.seeds, args.threads)
     tuned = _sampled(Path(result.checkpoint), data, profile, args.seeds, args.threads)
     took = f"reused (trained in {result.wall_time_s:.0f} s)" if result.skipped else f"in {sft_s:.0f} s"
     print(
-        f"profile {profile.name}: SFT {profile.sft.steps} steps {took} ({args.threads} threads), "
+        f"profile {profile.name}: SFT {profile.sft.steps} steps {took} ({profile.sft.threads} threads), "
         f"loss {result.loss_first:.3f} -> {result.loss_last:.3f}; {args.seeds} sampling seeds, "
         f"T={profile.eval.temperature} top_p={profile.eval.top_p}, test split"
     )

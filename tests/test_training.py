@@ -135,6 +135,26 @@ def test_sft_is_shared_and_skipped_when_complete(ws):
         ensure_sft(load_profile(str(ws["yaml"]), {"sft": {"steps": 151}}), ws["data"], first.sft_dir)
 
 
+def test_sft_runs_with_the_profiles_threads_which_are_part_of_its_key(ws, monkeypatch, tmp_path):
+    """The thread count changes an SFT's floats, so it is a setting (``sft.threads``) in the cache key, and
+    the SFT runs with exactly that many torch threads (restored afterwards)."""
+    import torch
+
+    from genbench_tasks.training import sft as sft_module
+
+    two = load_profile(str(ws["yaml"]), {"sft": {"threads": 2}})
+    one = load_profile(str(ws["yaml"]), {"sft": {"threads": 1}})
+    assert sft_module.sft_key(two, ws["data"]) != sft_module.sft_key(one, ws["data"])
+    seen = []
+    monkeypatch.setattr(sft_module, "_run_sft", lambda *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    for profile in (two, one):
+        sft_module.run_sft(profile, ws["data"], tmp_path / "sft")
+    assert seen == [2, 1] and torch.get_num_threads() == before
+    with pytest.raises(GenbenchError, match=r"sft\.threads"):
+        load_profile(str(ws["yaml"]), {"sft": {"threads": 0}})
+
+
 # ---- PPO ------------------------------------------------------------------------------------------------
 
 

@@ -85,6 +85,9 @@ class SFTSettings(_Strict):
     steps: int = 200
     batch_size: int = 16
     lr: float = 3e-3
+    # torch intra-op threads. Part of the result (float reductions follow the thread count), hence of the SFT
+    # cache key; a nightly runs its SFT alone (every other cell starts from it), so it may use every core.
+    threads: int = Field(1, ge=1)
 
 
 class PPOSettings(_Strict):

@@ -123,7 +123,6 @@ def resolve_init(
     *,
     init_checkpoint: str | Path | None,
     sft_dir: str | Path | None,
-    threads: int,
 ):
     """The PPO init as an SFTResult: `init_checkpoint` (an HF dir) if given, else the shared SFT stage in
     `sft_dir` (default: the sibling `sft-<key>` of `out`), built once by `ensure_sft`."""
@@ -132,7 +131,7 @@ def resolve_init(
     if init_checkpoint is not None:
         return external_init(Path(init_checkpoint))
     sft_path = Path(sft_dir) if sft_dir else default_sft_dir(profile, data_dir, out)
-    return ensure_sft(profile, data_dir, sft_path, threads=threads)
+    return ensure_sft(profile, data_dir, sft_path)
 
 
 def external_init(checkpoint: Path):

@@ -520,9 +520,7 @@ def _train_run(
     core = core_settings(profile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sft = resolve_init(
-        profile, data_dir, out, init_checkpoint=init_checkpoint, sft_dir=sft_dir, threads=core.threads
-    )
+    sft = resolve_init(profile, data_dir, out, init_checkpoint=init_checkpoint, sft_dir=sft_dir)
     seed_everything(seed)
     adapter = VerlAdapter(
         clip_ratio=profile.ppo.clip_ratio,

@@ -82,7 +82,7 @@ def load_sft_result(sft_dir: str | Path) -> SFTResult | None:
     return read_model(marker, SFTResult)
 
 
-def ensure_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path, *, threads: int = 1) -> SFTResult:
+def ensure_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFTResult:
     """Return the SFT checkpoint in `out_dir`, training it first unless a complete one exists."""
     out = Path(out_dir)
     key = sft_key(profile, data_dir)
@@ -95,7 +95,7 @@ def ensure_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path, *, t
                 )
             log.info("SFT checkpoint complete in %s: skipping", out)
             return done.model_copy(update={"skipped": True})
-        return run_sft(profile, data_dir, out, threads=threads)
+        return run_sft(profile, data_dir, out)
 
 
 def _sft_examples(tokenizer, data_dir: str | Path, families: list[str], max_len: int) -> list[tuple]:
@@ -139,10 +139,10 @@ def _lr_at(step: int, total: int, lr: float) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path, *, threads: int = 1) -> SFTResult:
+def run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFTResult:
     """Build the tiny base model (if `model.source == "tiny"`), fine-tune it and publish `out_dir`.
-    Runs with `threads` torch threads and deterministic kernels (settings restored afterwards)."""
-    with deterministic_torch(threads):
+    Runs with `sft.threads` torch threads and deterministic kernels (settings restored afterwards)."""
+    with deterministic_torch(profile.sft.threads):
         return _run_sft(profile, data_dir, out_dir)
 
 

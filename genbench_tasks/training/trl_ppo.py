@@ -503,9 +503,7 @@ def _train_run(
     from transformers import AutoTokenizer, PrinterCallback
 
     core, ppo = _core(profile), profile.ppo
-    sft = resolve_init(
-        profile, data_dir, out, init_checkpoint=init_checkpoint, sft_dir=sft_dir, threads=core.threads
-    )
+    sft = resolve_init(profile, data_dir, out, init_checkpoint=init_checkpoint, sft_dir=sft_dir)
     for stale in (CHECKPOINT_DIR, MANIFEST_FILE):
         path = out / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
