@@ -1,7 +1,7 @@
 """PPO's in-domain gain over its SFT init, read from verl's own validation in finished main_ppo runs: verl
 validates before the first update (step 0: the SFT model) and every ``test_freq`` steps, on the training
 families' val split. Per run: reward and success at step 0 and at the last validation; across runs (seeds):
-the mean gain with a 95% t-interval (paired: each seed against its own step 0).
+the mean gain with the report's 95% bootstrap CI (paired: each seed against its own step 0).
 
     python benchmarks/bench_ppo_gain.py RUN_OR_CELL_DIR [...]   # dirs holding verl-metrics/attempt-*.jsonl
 """
@@ -9,12 +9,11 @@ the mean gain with a 95% t-interval (paired: each seed against its own step 0).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 
-from scipy import stats
+from genbench_tasks.scoring.stats import describe
+from genbench_tasks.verl.job import verl_logged
 
 PREFIXES = {
     "reward": "val-aux/genbench/{family}/reward/mean@1",
@@ -24,22 +23,14 @@ FAMILIES = ("rewriting", "reasoning")
 
 
 def validations(run: Path) -> dict[int, dict]:
-    rows: dict[int, dict] = {}
-    for path in sorted((run / "verl-metrics").glob("attempt-*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            data = row.get("data", row)
-            if any(k.startswith("val-") for k in data):
-                rows[int(row["step"])] = data
-    return rows
+    return {step: data for step, data in verl_logged(run).items() if any(k.startswith("val-") for k in data)}
 
 
 def interval(gains: list[float]) -> str:
-    mean = statistics.fmean(gains)
-    if len(gains) < 2:
-        return f"{mean:+.3f} (one run: no interval)"
-    half = stats.t.ppf(0.975, len(gains) - 1) * statistics.stdev(gains) / len(gains) ** 0.5
-    return f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+    summary = describe(gains)
+    if summary.ci_low is None:
+        return f"{summary.mean:+.3f} (one run: no interval)"
+    return f"{summary.mean:+.3f} [{summary.ci_low:+.3f}, {summary.ci_high:+.3f}]"
 
 
 def main() -> int:
@@ -64,7 +55,7 @@ def main() -> int:
                 gains.setdefault((family, metric), []).append(after - before)
                 cells.append(f"{family} {metric} {before:.3f}->{after:.3f}")
         print(f"{run.name} (steps 0->{last}): " + ", ".join(cells))
-    print(f"\ngain over the SFT init, mean over {len(args.runs)} runs [95% t-interval]:")
+    print(f"\ngain over the SFT init, mean over {len(args.runs)} runs [95% bootstrap CI]:")
     for (family, metric), values in gains.items():
         print(f"  {family:10s} {metric:8s} {interval(values)}")
     return 0

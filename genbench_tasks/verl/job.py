@@ -714,10 +714,9 @@ def _reap(ray_dir: Path) -> None:
     shutil.rmtree(ray_dir, ignore_errors=True)
 
 
-def verl_steps(output_dir: str | os.PathLike) -> list[TrainStep]:
-    """verl's logged metrics, one :class:`TrainStep` per step, merged over every attempt (a later attempt's
-    value wins). verl logs a step after checkpointing it: an attempt killed in between has no training
-    metrics for that step (its retry logs it again)."""
+def verl_logged(output_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """What verl's file logger wrote, ``{step: metrics}``, merged over every attempt (a later attempt's value
+    wins), validation-only rows (step 0: before the first update) included."""
     merged: dict[int, dict[str, Any]] = {}
     files = sorted(
         (Path(output_dir) / VERL_METRICS_SUBDIR).glob("attempt-*.jsonl"),
@@ -728,9 +727,16 @@ def verl_steps(output_dir: str | os.PathLike) -> list[TrainStep]:
             with contextlib.suppress(json.JSONDecodeError):  # a line torn by a kill
                 record = json.loads(line)  # verl's FileLogger: {"step": N, "data": {...}}
                 merged.setdefault(int(record["step"]), {}).update(record["data"])
+    return dict(sorted(merged.items()))
+
+
+def verl_steps(output_dir: str | os.PathLike) -> list[TrainStep]:
+    """verl's logged training metrics, one :class:`TrainStep` per step (:func:`verl_logged`). verl logs a
+    step after checkpointing it: an attempt killed in between has no training metrics for that step (its
+    retry logs it again)."""
     return [
         TrainStep.model_validate({**data, "step": step})
-        for step, data in sorted(merged.items())
+        for step, data in verl_logged(output_dir).items()
         if "critic/score/mean" in data or "critic/rewards/mean" in data  # training steps, not validation-only
     ]
 
