@@ -15,15 +15,24 @@ from pathlib import Path
 from genbench_tasks.scoring.stats import describe
 from genbench_tasks.verl.job import verl_logged
 
+#: verl's validation means over ``val_kwargs.n`` samples a prompt: ``.../mean@N``
 PREFIXES = {
-    "reward": "val-aux/genbench/{family}/reward/mean@1",
-    "success": "val-core/genbench/{family}/acc/mean@1",
+    "reward": "val-aux/genbench/{family}/reward/mean@",
+    "success": "val-core/genbench/{family}/acc/mean@",
 }
 FAMILIES = ("rewriting", "reasoning")
 
 
 def validations(run: Path) -> dict[int, dict]:
     return {step: data for step, data in verl_logged(run).items() if any(k.startswith("val-") for k in data)}
+
+
+def sample_mean(data: dict, prefix: str) -> float:
+    """The ``mean@N`` figure under ``prefix`` (verl logs one per sample count it validated with)."""
+    found = {int(key[len(prefix) :]): value for key, value in data.items() if key.startswith(prefix)}
+    if not found:
+        raise KeyError(f"no {prefix}N in verl's validation metrics")
+    return found[max(found)]
 
 
 def interval(gains: list[float]) -> str:
@@ -51,7 +60,8 @@ def main() -> int:
         cells = []
         for family in FAMILIES:
             for metric, key in PREFIXES.items():
-                before, after = vals[0][key.format(family=family)], vals[last][key.format(family=family)]
+                prefix = key.format(family=family)
+                before, after = sample_mean(vals[0], prefix), sample_mean(vals[last], prefix)
                 gains.setdefault((family, metric), []).append(after - before)
                 cells.append(f"{family} {metric} {before:.3f}->{after:.3f}")
         print(f"{run.name} (steps 0->{last}): " + ", ".join(cells))
