@@ -53,3 +53,16 @@ def test_a_run_without_step_0_validation_is_refused(tmp_path):
     (run / "verl-metrics" / "attempt-0.jsonl").write_text(json.dumps({"step": 1, "data": {}}) + "\n")
     out = run_bench(run)
     assert out.returncode == 2 and "no step-0 and final validation" in out.stderr
+
+
+def test_the_experiment_profiles_load_and_sample_verl_validation_like_the_evaluation():
+    from genbench_tasks.profiles import load_profile
+
+    profiles = sorted((SCRIPT.parent / "ppo_gain").glob("*.yaml"))
+    assert profiles
+    for path in profiles:
+        profile = load_profile(str(path))
+        for version in profile.verl_versions:
+            overrides = profile.verl_overrides[version]
+            assert f"actor_rollout_ref.rollout.val_kwargs.temperature={profile.eval.temperature}" in overrides
+            assert f"actor_rollout_ref.rollout.val_kwargs.n={profile.eval.samples_per_prompt}" in overrides
