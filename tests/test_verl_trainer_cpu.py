@@ -31,7 +31,7 @@ from genbench_tasks.verl import (
     validate_run,
     verl_steps,
 )
-from genbench_tasks.verl.job import LAUNCH_RECORD, MODEL_SUBDIR, VERL_METRICS_SUBDIR, VerlJob, verl_logged
+from genbench_tasks.verl.job import LAUNCH_RECORD, MODEL_SUBDIR, VERL_METRICS_SUBDIR, VerlJob
 from tests.fixtures.small_profile import MINI
 
 VERSIONS = ["0.8.0", "0.9.1"]
@@ -353,7 +353,7 @@ def test_a_second_run_with_one_seed_killed_and_resumed_equals_the_first_bit_for_
     # verl logs a step after checkpointing it: wait for step 1's training row, then stop the job (step 2
     # takes a few seconds more; were it checkpointed first, the retry would have nothing left to train)
     deadline = time.monotonic() + 1200  # ~2 min alone; the other pytest worker may run a nightly beside it
-    while 1 not in {step for step, data in verl_logged(out).items() if "critic/score/mean" in data}:
+    while 1 not in {row.step for row in verl_steps(out)}:
         assert launcher.status(first) in ("PENDING", "RUNNING"), launcher.logs(first)[-3000:]
         assert time.monotonic() < deadline, "no step-1 metrics within 20 min"
         time.sleep(0.2)
