@@ -55,13 +55,14 @@ def test_a_run_without_step_0_validation_is_refused(tmp_path):
     assert out.returncode == 2 and "no step-0 and final validation" in out.stderr
 
 
-def test_the_experiment_profiles_load_and_sample_verl_validation_like_the_evaluation():
+def test_the_experiments_are_local_cpu_with_verl_validation_sampled_like_the_evaluation():
     from genbench_tasks.profiles import load_profile
 
-    profiles = sorted((SCRIPT.parent / "ppo_gain").glob("*.yaml"))
-    assert profiles
-    for path in profiles:
-        profile = load_profile(str(path))
+    deltas = sorted((SCRIPT.parent / "ppo_gain").glob("*.json"))
+    assert deltas
+    for path in deltas:
+        profile = load_profile("local-cpu", json.loads(path.read_text()))  # genbench train --overrides
+        assert profile.name == path.stem
         for version in profile.verl_versions:
             overrides = profile.verl_overrides[version]
             assert f"actor_rollout_ref.rollout.val_kwargs.temperature={profile.eval.temperature}" in overrides

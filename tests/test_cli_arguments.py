@@ -53,6 +53,14 @@ def bad_argument_cases(tmp: Path, afile: Path) -> dict[str, tuple[list, str]]:
             "always resumes",
         ),
         "train unknown backend": (["train", "--backend", "openrlhf", "--seed", "0", "--out", out], "--backend"),
+        "train overrides not json": (
+            ["train", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--overrides", "{ppo"],
+            "not valid JSON",
+        ),
+        "train overrides bad profile": (
+            ["train", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--overrides", '{"ppo": {"steps": "x"}}'],
+            "invalid profile",
+        ),
         "train no ray launch path": (
             ["train", "--verl-version", "0.9.1", "--seed", "0", "--out", out, "--ray-address", "x"],
             "unrecognized arguments: --ray-address",

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from genbench_tasks.cli.arguments import output_dir, seed, version
+from genbench_tasks.cli.arguments import json_object, output_dir, seed, version
 from genbench_tasks.profiles import DEFAULT_PROFILE
 
 
@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--profile", default=DEFAULT_PROFILE, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
+    )
+    parser.add_argument(
+        "--overrides", type=json_object, default=None, help="JSON deep-merged into the profile (as for demo)"
     )
     parser.add_argument(
         "--verl-version",
@@ -87,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
     from genbench_tasks.families import get_family
     from genbench_tasks.profiles import load_profile
 
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, args.overrides)
     backend = args.backend or profile.backend
     if backend != "trl-ppo" and not args.verl_version:
         raise GenbenchError(f"--verl-version is required with --backend {backend}")
