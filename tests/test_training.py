@@ -116,6 +116,31 @@ def test_tiny_model_round_trip_via_auto_classes(ws, tmp_path):
     assert out.shape[1] == ids.shape[1] + 3 or tok.eos_token_id in out[0].tolist()
 
 
+@pytest.mark.parametrize("spaces", ["own_token", "word_prefix"])
+def test_tiny_tokenizer_spaces_decide_how_a_copied_word_is_tokenized(ws, tmp_path, spaces):
+    """``own_token``: a word is one token in the prompt and in the answer, spaces are tokens; ``word_prefix``:
+    a word after a space is one token carrying it (" rain"), so an answer's words after the first are the
+    prompt's tokens. Both lossless, digits single tokens in both."""
+    from transformers import AutoTokenizer
+
+    from genbench_tasks.training.tiny_model import build_tiny_from_data
+
+    settings = ws["profile"].model.tiny.model_copy(update={"spaces": spaces, "vocab_size": 1024})
+    tok = AutoTokenizer.from_pretrained(build_tiny_from_data(settings, ws["data"], 7, tmp_path / spaces))
+
+    def pieces(text: str) -> list[str]:
+        return tok.convert_ids_to_tokens(tok(text, add_special_tokens=False)["input_ids"])
+
+    text = "Text: fish 12 rain, river"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert [p for p in pieces(text) if p.lstrip("Ġ").isdigit()] == ["1", "2"]
+    prompt, answer = pieces("Text: fish rain"), pieces("fish rain")
+    if spaces == "own_token":
+        assert prompt[-3:] == answer == ["fish", "Ġ", "rain"]
+    else:
+        assert prompt[-2:] == ["Ġfish", "Ġrain"] and answer == ["fish", "Ġrain"]
+
+
 def test_sft_is_shared_and_skipped_when_complete(ws):
     from transformers import AutoModelForCausalLM
 

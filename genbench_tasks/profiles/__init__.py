@@ -55,6 +55,10 @@ class TinyModelSettings(_Strict):
     num_layers: int = 2
     num_heads: int = 4
     max_position_embeddings: int = 512
+    #: how the tokenizer splits words from spaces: ``own_token`` (every whitespace char is a token of its own,
+    #: so a word is one token wherever it appears) or ``word_prefix`` (a word carries the space before it, GPT-2
+    #: style: copying a word after the one just written is a one-token lookup). Digits are single tokens in both.
+    spaces: Literal["own_token", "word_prefix"] = "own_token"
 
 
 class GGUFModelSettings(_Strict):

@@ -61,20 +61,25 @@ def corpus_from_data_dir(data_dir: str | Path) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """Train a byte-level BPE and wrap it as a PreTrainedTokenizerFast.
+#: Pre-tokenization per ``TinyModelSettings.spaces``: punctuation chars and digits are always pieces of their own.
+PRE_TOKENIZE = {
+    # every whitespace char alone: a word is the same token wherever it appears
+    "own_token": r"\s|[^\w\s]|\d",
+    # a word with the space before it (" rain"): the text "fish rain river" is 3 tokens, not 5
+    "word_prefix": r" ?[^\W\d_]+|\d|[^\w\s]|\s",
+}
 
-    Pre-tokenization isolates every whitespace char, punctuation char and digit, so a word is the same
-    token wherever it appears (no GPT-2 style " word" vs "word" split): copying a word from the prompt
-    is an identity map, which a tiny model learns far faster.
-    """
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, spaces: str = "own_token"):
+    """Train a byte-level BPE (pieces split by ``PRE_TOKENIZE[spaces]``) and wrap it as a
+    PreTrainedTokenizerFast."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(r"\s|[^\w\s]|\d"), behavior="isolated"),
+            pre_tokenizers.Split(Regex(PRE_TOKENIZE[spaces]), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -135,7 +140,7 @@ def build_tiny_model(settings: TinyModelSettings, texts: list[str], seed: int, o
         return out
     if settings.vocab_size < 256 + len(SPECIAL_TOKENS):
         raise GenbenchError(f"tiny vocab_size {settings.vocab_size} is below the 256 byte alphabet")
-    tokenizer = train_tokenizer(texts, settings.vocab_size)
+    tokenizer = train_tokenizer(texts, settings.vocab_size, settings.spaces)
     config = model_config(settings, tokenizer)
     fork_devices: list = []
     with torch.random.fork_rng(devices=fork_devices):
