@@ -70,7 +70,7 @@ PRE_TOKENIZE = {
 }
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, spaces: str = "own_token"):
+def train_tokenizer(texts: Iterable[str], vocab_size: int, spaces: str):
     """Train a byte-level BPE (pieces split by ``PRE_TOKENIZE[spaces]``) and wrap it as a
     PreTrainedTokenizerFast."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
