@@ -1,7 +1,7 @@
 """What the embedded default's model learns: in-domain success of the SFT warm start over sampling seeds.
 
-    .venv/bin/python benchmarks/bench_sft_learning.py [--profile local-cpu] [--seeds 5] [--threads 2]
-        [--work DIR] [--rules N]
+    .venv/bin/python benchmarks/bench_sft_learning.py [--profile local-cpu] [--overrides JSON] [--seeds 5]
+        [--threads 2] [--work DIR] [--rules N] [--losses]
 
 Builds the profile's data, runs its SFT stage (the tiny model built from a config, then fine-tuned: the
 "SFT only" row and the PPO init) and samples each training family's test split with the profile's evaluation
@@ -9,6 +9,8 @@ settings (temperature, top_p), once per seed. Prints success and reward per fami
 report's 95% CI (``scoring.stats.describe``), against the untrained base model measured the same way in the same
 run. A ``--work`` dir that already holds this profile's SFT is reused (only the sampling runs again).
 ``--rules N``: the rewriting family's greedy success per rule on N fresh examples (which rules it learned).
+``--losses``: the SFT checkpoint's per-token loss on the responses of each training family's train, val and
+test splits (train far below val: it memorised; both high: it has not learned the family).
 """
 
 from __future__ import annotations
@@ -88,6 +90,43 @@ def _rewriting_rules(model_dir: Path, n: int, threads: int) -> dict[str, list[bo
     return per
 
 
+def _response_losses(model_dir: Path, data: Path, profile, threads: int, rows: int = 64) -> dict[str, float]:
+    """Mean per-token cross-entropy of the SFT responses (EOS included) given their chat prompts, per
+    ``family/split``, on the first ``rows`` rows of each split's SFT file."""
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genbench_tasks.data.build import load_manifest
+    from genbench_tasks.families import Example, get_family
+    from genbench_tasks.training.common import deterministic_torch, training_families
+    from genbench_tasks.training.sampling import encode_chat
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    manifest = load_manifest(data)
+    out: dict[str, float] = {}
+    with deterministic_torch(threads), torch.no_grad():
+        for name in training_families(profile, data):
+            family = get_family(name)
+            for split in ("train", "val", "test"):
+                table = pq.read_table(data / manifest.get(name, split, "sft").path).to_pylist()[:rows]
+                total, tokens = 0.0, 0
+                for row in table:
+                    ex = Example(
+                        id=row["id"], prompt=row["prompt"], reference=row["response"], ground_truth=""
+                    )
+                    prompt = encode_chat(tokenizer, family.render_prompt(ex))
+                    response = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
+                    response = [*response, tokenizer.eos_token_id]
+                    labels = torch.tensor([[-100] * len(prompt) + response])
+                    loss = model(input_ids=torch.tensor([prompt + response]), labels=labels).loss
+                    total += float(loss) * len(response)
+                    tokens += len(response)
+                out[f"{name}/{split}"] = total / tokens
+    return out
+
+
 def _interval(values: list[float]) -> str:
     from genbench_tasks.scoring.stats import describe
 
@@ -98,8 +137,13 @@ def _interval(values: list[float]) -> str:
 
 
 def main() -> None:
+    from genbench_tasks.cli import arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="local-cpu")
+    parser.add_argument(
+        "--overrides", type=arguments.json_object, default=None, help="JSON deep-merged into the profile"
+    )
     parser.add_argument("--seeds", type=int, default=5, help="sampling seeds (default 5, the nightly's)")
     parser.add_argument(
         "--threads", type=int, default=2, help="torch threads for sampling (SFT: the profile's sft.threads)"
@@ -108,13 +152,18 @@ def main() -> None:
     parser.add_argument(
         "--rules", type=int, default=0, help="also: greedy rewriting success per rule on N fresh examples"
     )
+    parser.add_argument(
+        "--losses",
+        action="store_true",
+        help="also: response loss per family on train/val/test (memorisation)",
+    )
     args = parser.parse_args()
 
     from genbench_tasks.data.build import build_datasets
     from genbench_tasks.profiles import load_profile
     from genbench_tasks.training.sft import ensure_sft
 
-    profile = load_profile(args.profile)
+    profile = load_profile(args.profile, args.overrides)
     work = Path(args.work or tempfile.mkdtemp(prefix="gb-bench-sft-"))
     data = work / "data"
     if not (data / "datasets.json").is_file():
@@ -138,6 +187,11 @@ def main() -> None:
         print(f"rewriting, greedy, {len(passed)} fresh examples: success {sum(passed) / len(passed):.3f}")
         for rule, results in sorted(per.items()):
             print(f"  {rule:12s} {sum(results) / len(results):.2f}  (n={len(results)})")
+    if args.losses:
+        losses = _response_losses(Path(result.checkpoint), data, profile, args.threads)
+        print("response loss per token (first 64 rows of each split):")
+        for key, value in losses.items():
+            print(f"  {key:22s} {value:.3f}")
 
 
 if __name__ == "__main__":
