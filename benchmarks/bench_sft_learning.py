@@ -90,39 +90,28 @@ def _rewriting_rules(model_dir: Path, n: int, threads: int) -> dict[str, list[bo
     return per
 
 
-def _response_losses(model_dir: Path, data: Path, profile, threads: int, rows: int = 64) -> dict[str, float]:
+def _response_losses(model_dir: Path, data: Path, profile, threads: int, rows: int) -> dict[str, float]:
     """Mean per-token cross-entropy of the SFT responses (EOS included) given their chat prompts, per
-    ``family/split``, on the first ``rows`` rows of each split's SFT file."""
-    import pyarrow.parquet as pq
+    ``family/split``, on the first ``rows`` rows of each split, encoded as the SFT stage encodes them."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from genbench_tasks.data.build import load_manifest
-    from genbench_tasks.families import Example, get_family
     from genbench_tasks.training.common import deterministic_torch, training_families
-    from genbench_tasks.training.sampling import encode_chat
+    from genbench_tasks.training.sft import IGNORE, sft_examples, sft_max_len
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    manifest = load_manifest(data)
+    max_len = sft_max_len(profile)
     out: dict[str, float] = {}
     with deterministic_torch(threads), torch.no_grad():
         for name in training_families(profile, data):
-            family = get_family(name)
             for split in ("train", "val", "test"):
-                table = pq.read_table(data / manifest.get(name, split, "sft").path).to_pylist()[:rows]
                 total, tokens = 0.0, 0
-                for row in table:
-                    ex = Example(
-                        id=row["id"], prompt=row["prompt"], reference=row["response"], ground_truth=""
-                    )
-                    prompt = encode_chat(tokenizer, family.render_prompt(ex))
-                    response = tokenizer(row["response"], add_special_tokens=False)["input_ids"]
-                    response = [*response, tokenizer.eos_token_id]
-                    labels = torch.tensor([[-100] * len(prompt) + response])
-                    loss = model(input_ids=torch.tensor([prompt + response]), labels=labels).loss
-                    total += float(loss) * len(response)
-                    tokens += len(response)
+                for ids, labels in sft_examples(tokenizer, data, [name], max_len, split)[:rows]:
+                    n = sum(label != IGNORE for label in labels)
+                    loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+                    total += float(loss) * n
+                    tokens += n
                 out[f"{name}/{split}"] = total / tokens
     return out
 
@@ -188,8 +177,9 @@ def main() -> None:
         for rule, results in sorted(per.items()):
             print(f"  {rule:12s} {sum(results) / len(results):.2f}  (n={len(results)})")
     if args.losses:
-        losses = _response_losses(Path(result.checkpoint), data, profile, args.threads)
-        print("response loss per token (first 64 rows of each split):")
+        rows = 64
+        losses = _response_losses(Path(result.checkpoint), data, profile, args.threads, rows)
+        print(f"response loss per token (first {rows} rows of each split):")
         for key, value in losses.items():
             print(f"  {key:22s} {value:.3f}")
 

@@ -98,7 +98,18 @@ def ensure_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> S
         return run_sft(profile, data_dir, out)
 
 
-def _sft_examples(tokenizer, data_dir: str | Path, families: list[str], max_len: int) -> list[tuple]:
+def sft_max_len(profile: Profile) -> int:
+    """Tokens an SFT example is truncated to: the tiny model's context, else a PPO prompt plus response."""
+    if profile.model.source == "tiny":
+        return profile.model.tiny.max_position_embeddings
+    return profile.ppo.max_prompt_length + profile.ppo.max_response_length
+
+
+def sft_examples(
+    tokenizer, data_dir: str | Path, families: list[str], max_len: int, split: str = "train"
+) -> list[tuple]:
+    """``(ids, labels)`` per row of the families' SFT files for ``split``: the chat prompt (labels ignored) then
+    the response and EOS, truncated to ``max_len``."""
     from genbench_tasks.data.build import load_manifest
     from genbench_tasks.families import Example, get_family
     from genbench_tasks.training.sampling import encode_chat
@@ -107,7 +118,7 @@ def _sft_examples(tokenizer, data_dir: str | Path, families: list[str], max_len:
     examples = []
     for name in families:
         family = get_family(name)
-        entry = manifest.get(name, "train", "sft")
+        entry = manifest.get(name, split, "sft")
         for row in pq.read_table(Path(data_dir) / entry.path).to_pylist():
             ex = Example(id=row["id"], prompt=row["prompt"], reference=row["response"], ground_truth="")
             prompt = encode_chat(tokenizer, family.render_prompt(ex))
@@ -158,16 +169,15 @@ def _run_sft(profile: Profile, data_dir: str | Path, out_dir: str | Path) -> SFT
     seed = profile.data.seed
     if profile.model.source == "tiny":
         base = build_tiny_from_data(profile.model.tiny, data_dir, seed, out / "base")
-        max_len = profile.model.tiny.max_position_embeddings
     else:
         base = _pretrained_base(profile)
-        max_len = profile.ppo.max_prompt_length + profile.ppo.max_response_length
+    max_len = sft_max_len(profile)
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model.train()
     families = training_families(profile, data_dir)
-    examples = _sft_examples(tokenizer, data_dir, families, max_len)
+    examples = sft_examples(tokenizer, data_dir, families, max_len)
     cfg = profile.sft
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     order: list[int] = []
