@@ -3,9 +3,10 @@ processes, a private Ray head with token auth and the local S3 server, all on lo
 
 One deployment for the module (startup ~1 min): the DAG parses with no import errors, the trigger form opens
 in headless Chromium with its defaults and its Trigger button is enabled, unpausing schedules no missed
-nightly, a small run triggered through the REST API (JWT from /auth/token) runs its Ray tasks deferred in
-the triggerer, its cells in parallel, one Ray job each, to success; the three-row report and every artifact
-land in S3 with their checksums; a second run with the same inputs redoes nothing and gets its verdicts from
+nightly, a small run of two verl releases triggered through the REST API (JWT from /auth/token) runs its
+Ray tasks deferred in the triggerer, its cells in parallel, one Ray job each (PPO: verl's ``main_ppo`` for
+0.8.0 and 0.9.1), to success; its comparison tells the two releases' trainers apart; the report and every
+artifact land in S3 with their checksums; a second run with the same inputs redoes nothing and gets its verdicts from
 the history. Ctrl-C stops every process it started. (The scheduler's run is the pipeline's end-to-end test:
 `dag.test()` would hide form, scheduling and parallelism bugs.)"""
 
@@ -163,8 +164,10 @@ def _get_json(s3, bucket: str, key: str) -> dict:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-#: The study's small nightly: one verl version, two seeds, the two baselines (sft, trl-ppo).
-CONF = {"verl_versions": ["0.9.1"], "seeds": 2, "profile_overrides": SMALL}
+#: The study's small nightly: two verl releases (0.8.0 from its cached install), one seed, the two baselines
+#: (sft, trl-ppo). One seed keeps the suite's main_ppo runs few; the statistics over seeds are
+#: tests/test_nightly_detection.py's and tests/test_stats.py's.
+CONF = {"verl_versions": ["0.8.0", "0.9.1"], "seeds": 1, "profile_overrides": SMALL}
 
 
 @pytest.fixture(scope="module")
@@ -185,19 +188,19 @@ def test_small_run_defers_its_ray_tasks_and_runs_cells_in_parallel(deployment, a
     for task_id in RAY_TASKS:
         assert "deferred" in first_run["seen"].get(task_id, set()), f"{task_id} never deferred: {first_run}"
         assert final[(task_id, 0)] == "success"
-    # Six evaluation cells (sft, trl-ppo, 0.9.1 x 2 seeds) on a 2-CPU head: they overlap (the scheduler runs
+    # Four evaluation cells (sft, trl-ppo, 0.8.0, 0.9.1) on a 2-CPU head: they overlap (the scheduler runs
     # mapped tasks in parallel; dag.test() would run them one after the other).
     stages = {
         task_id: (count, wall, summed) for task_id, count, wall, summed in stage_times(first_run["tis"])
     }
     count, wall, summed = stages["evaluate"]
-    assert count == 6 and summed > 1.3 * wall, stages["evaluate"]
-    # Every cell ran once, each as one Ray job: SFT, 2 verl PPO + 2 TRL PPO (the traditional-PPO baseline,
-    # once per seed), 2 + 2 + 2 evaluations.
+    assert count == 4 and summed > 1.3 * wall, stages["evaluate"]
+    # Every cell ran once, each as one Ray job: SFT, 2 verl PPO (one per release) + 1 TRL PPO (the
+    # traditional-PPO baseline), 4 evaluations.
     kinds = sorted(Path(p).parts[-3] for p in first_run["markers"])
-    assert kinds == ["eval"] * 6 + ["sft"] + ["train"] * 4
+    assert kinds == ["eval"] * 4 + ["sft"] + ["train"] * 3
     jobs = _ray_jobs(deployment)
-    assert len(jobs) == 11 and sum("-train-trl-ppo-" in j for j in jobs) == 2
+    assert len(jobs) == 8 and sum("-train-trl-ppo-" in j for j in jobs) == 1
 
     # Unpausing a DAG whose slot passed 3 h ago scheduled nothing: the only run is the one we asked for.
     runs = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns")["dag_runs"]
@@ -214,9 +217,14 @@ def test_small_run_publishes_the_three_row_report_and_checksummed_artifacts(depl
     published = _get_json(s3, bucket, f"{run_prefix}/published.json")
     keys = {o["key"] for o in published["objects"]}
     assert {"report.html", "summary.json", "comparison.json", "manifest.json", "data/datasets.json"} <= keys
-    for expected in ("train/0.9.1/seed=1/", "eval/sft/seed=0/samples.", "train/trl-ppo/seed=1/"):
+    for expected in (
+        "train/0.8.0/seed=0/",
+        "train/0.9.1/seed=0/",
+        "eval/sft/seed=0/samples.",
+        "train/trl-ppo/",
+    ):
         assert any(k.startswith(expected) for k in keys), expected
-    assert any(k.startswith("eval/trl-ppo/seed=1/samples.") for k in keys)
+    assert any(k.startswith("eval/trl-ppo/seed=0/samples.") for k in keys)
     assert any(k.startswith("validation/") for k in keys)
     for obj in published["objects"]:
         body = s3.get_object(Bucket=bucket, Key=f"{run_prefix}/{obj['key']}")["Body"].read()
@@ -224,13 +232,40 @@ def test_small_run_publishes_the_three_row_report_and_checksummed_artifacts(depl
     report = s3.get_object(Bucket=bucket, Key=f"{run_prefix}/report.html")["Body"].read().decode()
     assert "<svg" in report and "code_generation" in report and "0.9.1" in report
     summary = _get_json(s3, bucket, f"{run_prefix}/summary.json")
-    assert summary["labels"] == ["sft", "trl-ppo", "0.9.1"]  # the study's rows, in its order
+    assert summary["labels"] == ["sft", "trl-ppo", "0.8.0", "0.9.1"]  # the study's rows, in its order
     diffs = {(d["version"], d["baseline"], d["family"], d["metric"]) for d in summary["baseline_differences"]}
     assert ("0.9.1", "trl-ppo", "code_generation", "success_rate") in diffs
     assert ("0.9.1", "sft", "code_generation", "reward_mean") in diffs
     assert "verl against the study" in report and "traditional PPO (TRL)" in report
     comparison = _get_json(s3, bucket, f"{run_prefix}/comparison.json")
-    assert comparison["comparisons"] == []  # one version, no previous nightly: nothing to compare yet
+    (releases,) = comparison["comparisons"]  # tonight's candidate release against the baseline release
+    assert (releases["candidate"]["label"], releases["baseline"]["label"]) == ("0.9.1", "0.8.0")
+
+
+def test_both_releases_train_with_main_ppo_and_their_trainers_differ(deployment, first_run):
+    """The nightly's PPO cells are verl's own trainer for each release (0.8.0 from its cached install, 0.9.1
+    this environment's): 2 steps of PPO + GAE with a critic and the KL penalty, logged by verl's file logger.
+    The two releases start from the same data, SFT init and seed, and run different trainers (0.9's v1
+    trainer, its data plane and sampler): comparison.json's trainer section says they differ from step 1."""
+    from genbench_tasks.artifacts.io import read_model
+    from genbench_tasks.artifacts.training import VerlLaunchRecord
+    from genbench_tasks.training.outputs import read_metrics
+
+    assert first_run["state"] == "success"
+    rundir = sorted((deployment["work"] / "runs").iterdir())[0]  # the first run (names start with its date)
+    for version in ("0.8.0", "0.9.1"):
+        cell = rundir / "train" / version / "seed=0"
+        launch = read_model(cell / "verl_launch.json", VerlLaunchRecord)
+        assert (launch.verl, launch.vllm, launch.device) == (version, None, "cpu")
+        rows = read_metrics(cell / "metrics.jsonl")
+        assert [r.step for r in rows] == [1, 2], version
+        for key in ("critic/vf_loss", "actor/pg_loss", "actor/reward_kl_penalty"):
+            assert all(key in (r.model_extra or {}) for r in rows), (version, key)
+        assert (cell / "hydra" / "attempt-0" / ".hydra" / "config.yaml").is_file()
+    (releases,) = json.loads((rundir / "comparison.json").read_text())["comparisons"]
+    trainer = releases["trainer"]
+    assert trainer["verdict"] == "differs", trainer
+    assert [(s["seed"], s["first_differing_step"]) for s in trainer["seeds"]] == [(0, 1)], trainer
 
 
 def test_second_run_with_the_same_inputs_is_all_cached(deployment, api, first_run):
@@ -252,7 +287,7 @@ def test_second_run_with_the_same_inputs_is_all_cached(deployment, api, first_ru
     (second,) = [r for r in runs if r["run_key"] != first["run_key"]]
     doc = _get_json(s3, bucket, f"{prefix}/runs/{second['run_key']}/verdicts.json")
     assert {(v["version"], v["metric"]) for v in doc["verdicts"]} == {
-        ("0.9.1", m) for m in ("success_rate", "reward_mean")
+        (v, m) for v in ("0.8.0", "0.9.1") for m in ("success_rate", "reward_mean")
     }
     assert all(v["verdict"] == "insufficient data" and v["nights"] == 1 for v in doc["verdicts"])
     history = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/history/")["Contents"]

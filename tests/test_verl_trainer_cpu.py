@@ -1,11 +1,12 @@
 """verl's own trainer (``python -m verl.trainer.main_ppo``) on CPU through the CPU layer: the overrides the
 layer adds, the job spec (another release from its cached ``--target`` install), the nightly's PPO cells as
-``main_ppo`` jobs, and (slow) real 2-step runs for verl 0.8.0 and 0.9.1 through the job entrypoint:
-determinism with one seed and resume after the Ray job is killed mid-run (one second run does both: four
-``main_ppo`` runs in all).
+``main_ppo`` jobs, and (slow) real 2-step runs of verl 0.9.1 through the job entrypoint: a deliberate trainer
+change shows in the comparison; determinism with one seed and resume after the Ray job is killed mid-run (one
+second run does both): three ``main_ppo`` runs in all. 0.8.0's main_ppo on CPU, and the comparison telling
+0.8.0 and 0.9.1 apart, are the nightly's (tests/test_local_deployment.py: both releases, run by Airflow).
 
 The slow runs use a ~50k-parameter model and 2 PPO steps of 8 prompts; each is one ``main_ppo`` (~1.5-3 min
-on 2 shared cores, ~4.5 GiB). 0.8.0 comes from its cached ``--target`` install (fetched once from PyPI).
+on 2 shared cores, ~4.5 GiB).
 """
 
 from __future__ import annotations
@@ -141,6 +142,40 @@ def test_nightly_ppo_cells_are_main_ppo_jobs(tmp_path):
         assert kwargs["runtime_env"] == {}
 
 
+def test_the_nightly_checks_a_releases_config_once_per_code_and_profile(tmp_path, monkeypatch):
+    """check_config composes and checks the CPU layer once; a later nightly with the same code, profile and
+    release reads the kept report (no subprocess, no verl import); another profile checks again, and a failed
+    check is never kept."""
+    from genbench_tasks.pipeline import cells, nightly
+    from genbench_tasks.verl.config import VerlConfigReport
+
+    calls = []
+
+    def fake_check(profile, run, **kwargs):
+        calls.append((profile.config_hash(), run.verl_version))
+        return VerlConfigReport(version=run.verl_version, ok=profile.ppo.steps != 3, overrides=["a=1"])
+
+    monkeypatch.setattr(cells, "check_run_config", fake_check)
+    overrides = {k: v for k, v in CPU_MINI.items() if k != "name"}
+
+    def night(run_id: str, **extra):
+        params = nightly.NightlyParams(
+            verl_versions=["0.9.1"], seeds=1, profile_overrides={**overrides, **extra}
+        )
+        return nightly.check_verl_config(
+            nightly.plan_run(params, tmp_path, run_id, date="2026-12-01"), "0.9.1"
+        )
+
+    first = night("manual-1")
+    assert first["ok"] and night("manual-2") == first and len(calls) == 1
+    assert len(list((tmp_path / "config-checks").glob("*.json"))) == 1
+    night("manual-3", ppo={**CPU_MINI["ppo"], "steps": 1})
+    assert len(calls) == 2 and calls[0][0] != calls[1][0]
+    failing = {"ppo": {**CPU_MINI["ppo"], "steps": 3}}
+    assert not night("manual-4", **failing)["ok"] and not night("manual-5", **failing)["ok"]
+    assert len(calls) == 4 and len(list((tmp_path / "config-checks").glob("*.json"))) == 2
+
+
 def test_verl_file_logger_rows_become_train_steps(tmp_path):
     """verl's FileLogger lines ({"step", "data"}) merged over attempts into TrainStep rows (a later attempt
     wins; a torn line is skipped; validation-only steps carry no training reward and are left out)."""
@@ -254,10 +289,10 @@ def runs(ws):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", VERSIONS)
-def test_main_ppo_two_steps_on_cpu(runs, ws, version):
-    """verl's trainer (PPO + GAE, critic, KL in the reward, our reward function) for 2 steps: checkpoints,
-    metrics.jsonl from verl's file logger, the merged HF model our evaluation loads."""
+def test_main_ppo_two_steps_on_cpu(runs, ws):
+    """verl 0.9.1's trainer (PPO + GAE, critic, KL in the reward, our reward function) for 2 steps:
+    checkpoints, metrics.jsonl from verl's file logger, the merged HF model our evaluation loads."""
+    version = "0.9.1"
     out = runs(f"v{version}", version)
     launch = read_model(out / LAUNCH_RECORD, VerlLaunchRecord)
     assert launch.verl == version and launch.vllm is None and launch.device == "cpu"
@@ -269,11 +304,11 @@ def test_main_ppo_two_steps_on_cpu(runs, ws, version):
             assert key in extra, key
         assert 0 <= row.reward_mean <= 1  # genbench_tasks.rewards scored the rollouts
     assert rows[1].model_extra["actor/reward_kl_penalty"] != 0  # the actor moved away from the reference
-    if version == "0.9.1":  # rollout.calculate_log_probs is on by default since 0.9: verl compares them
-        # step 2 rolls out after step 1's update: the hf rollout got the new weights (its log-probs are the
-        # actor's, up to eager vs sdpa attention)
-        assert rows[1].model_extra["training/rollout_actor_probs_pearson_corr"] > 0.9999
-        assert rows[1].model_extra["training/rollout_probs_diff_max"] < 0.05
+    # rollout.calculate_log_probs is on by default since 0.9 and verl compares them: step 2 rolls out after
+    # step 1's update, so the hf rollout got the new weights (its log-probs are the actor's, up to eager vs
+    # sdpa attention)
+    assert rows[1].model_extra["training/rollout_actor_probs_pearson_corr"] > 0.9999
+    assert rows[1].model_extra["training/rollout_probs_diff_max"] < 0.05
     assert (out / "state" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
     assert (out / "hydra" / "attempt-0" / ".hydra" / "config.yaml").is_file()  # not in the caller's cwd
     assert (out / "state" / "global_step_1" / "critic").is_dir()
@@ -290,23 +325,17 @@ def test_main_ppo_two_steps_on_cpu(runs, ws, version):
 
 
 @pytest.mark.slow
-def test_releases_and_a_deliberate_trainer_change_show_in_the_comparison(runs, ws):
-    """What the nightly exists to see: 0.8.0 and 0.9.1 run different trainers (0.9's v1 trainer, its
-    TransferQueue data plane and sampler) on the same data, SFT init and seed, and their training metrics and
-    weights differ; a profile's ``verl_overrides`` that changes the trainer for one version (10x the actor
-    learning rate for 0.9.1) changes that version's update from step 1 on (same step-1 rollouts), its step-2
-    metrics and its weights. The comparison's trainer section (what comparison.json and the report show) says so
-    (its "identical" for two runs of one release with one seed: the resume test's)."""
+def test_a_deliberate_trainer_change_shows_in_the_comparison(runs, ws):
+    """A profile's ``verl_overrides`` that changes the trainer for one version (10x the actor learning rate
+    for 0.9.1) changes that version's update from step 1 on (same step-1 rollouts), its step-2 metrics and its
+    weights, and the comparison's trainer section (what comparison.json and the report show) says so. (Its
+    "identical" for two runs of one release with one seed is the resume test's; two releases' "differs" the
+    nightly's, tests/test_local_deployment.py.)"""
     from genbench_tasks.artifacts.layout import CellDir
     from genbench_tasks.evaluation.trajectories import compare_seed
 
-    v08, v09 = runs("v0.8.0", "0.8.0"), runs("v0.9.1", "0.9.1")
-    assert deterministic(v08) != deterministic(v09)
+    v09 = runs("v0.9.1", "0.9.1")
     name = f"{MODEL_SUBDIR}/model.safetensors"
-    assert (v08 / name).read_bytes() != (v09 / name).read_bytes()
-    releases = compare_seed(0, CellDir(v09), CellDir(v08))
-    assert releases.verdict == "differs" and releases.first_differing_step == 1, releases
-
     lr = "actor_rollout_ref.actor.optim.lr=0.005"
     deliberate = ws["profile"].model_copy(update={"verl_overrides": {"0.9.1": [lr]}})
     changed = runs("v0.9.1-lr", "0.9.1", profile=deliberate)

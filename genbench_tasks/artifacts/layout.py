@@ -190,6 +190,7 @@ class WorkLayout:
     cells = property(lambda self: self.root / "cells")
     history = property(lambda self: self.root / "history")
     validation_cache = property(lambda self: self.root / "validation-cache")
+    config_checks = property(lambda self: self.root / "config-checks")
 
     def run(self, date: str, run_id: str) -> RunLayout:
         return RunLayout(self.runs / run_key(date, run_id))

@@ -197,12 +197,29 @@ def validate_data(plan: RunPlan) -> dict:
 
 def check_verl_config(plan: RunPlan, version: str) -> dict:
     """Compose the profile's verl overrides against that version's own Hydra config (and, on CPU, check the
-    CPU layer against that release) before any job runs."""
+    CPU layer against that release) before any job runs. A check that passed for the same genbench code,
+    profile and release is not run again (~35 s on 2 cores): its report is kept in the work dir's
+    ``config-checks/`` (a release's wheel never changes; everything else the check reads is in the key)."""
+    from genbench_tasks.artifacts.io import read_model
+    from genbench_tasks.hashing import content_key
     from genbench_tasks.pipeline.cells import check_run_config
     from genbench_tasks.verl import make_run
+    from genbench_tasks.verl.config import VerlConfigReport
 
     profile = plan.load_profile()
-    return check_run_config(profile, make_run(profile, version)).short()
+    key = content_key(
+        {"check": "verl-config", "code": code_version(), "profile": profile.config_hash(), "verl": version}
+    )
+    kept = WorkLayout(work_dir(plan)).config_checks / f"{key}.json"
+    if kept.is_file():
+        log.info(
+            "verl %s: config and CPU layer checked before with this code and profile (%s)", version, kept
+        )
+        return read_model(kept, VerlConfigReport).short()
+    report = check_run_config(profile, make_run(profile, version))
+    if report.ok:
+        write_model(kept, report)
+    return report.short()
 
 
 def plan_cells(plan: RunPlan) -> CellPlan:
