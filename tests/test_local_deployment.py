@@ -246,26 +246,35 @@ def test_both_releases_train_with_main_ppo_and_their_trainers_differ(deployment,
     """The nightly's PPO cells are verl's own trainer for each release (0.8.0 from its cached install, 0.9.1
     this environment's): 2 steps of PPO + GAE with a critic and the KL penalty, logged by verl's file logger.
     The two releases start from the same data, SFT init and seed, and run different trainers (0.9's v1
-    trainer, its data plane and sampler): comparison.json's trainer section says they differ from step 1."""
+    trainer, its data plane and sampler): their merged weights differ, and comparison.json's trainer section
+    says their training differs from step 1."""
+    from genbench_tasks.artifacts.comparison import ComparisonFile
     from genbench_tasks.artifacts.io import read_model
+    from genbench_tasks.artifacts.layout import RunLayout
+    from genbench_tasks.artifacts.run import CheckpointRef
     from genbench_tasks.artifacts.training import VerlLaunchRecord
     from genbench_tasks.training.outputs import read_metrics
+    from genbench_tasks.verl.job import LAUNCH_RECORD
 
     assert first_run["state"] == "success"
-    rundir = sorted((deployment["work"] / "runs").iterdir())[0]  # the first run (names start with its date)
+    # the first run (run directory names start with their date)
+    run = RunLayout(sorted((deployment["work"] / "runs").iterdir())[0])
+    weights = {}
     for version in ("0.8.0", "0.9.1"):
-        cell = rundir / "train" / version / "seed=0"
-        launch = read_model(cell / "verl_launch.json", VerlLaunchRecord)
+        cell = run.train_cell(version, 0)
+        launch = read_model(cell.path / LAUNCH_RECORD, VerlLaunchRecord)
         assert (launch.verl, launch.vllm, launch.device) == (version, None, "cpu")
-        rows = read_metrics(cell / "metrics.jsonl")
+        rows = read_metrics(cell.train_metrics)
         assert [r.step for r in rows] == [1, 2], version
         for key in ("critic/vf_loss", "actor/pg_loss", "actor/reward_kl_penalty"):
             assert all(key in (r.model_extra or {}) for r in rows), (version, key)
-        assert (cell / "hydra" / "attempt-0" / ".hydra" / "config.yaml").is_file()
-    (releases,) = json.loads((rundir / "comparison.json").read_text())["comparisons"]
-    trainer = releases["trainer"]
-    assert trainer["verdict"] == "differs", trainer
-    assert [(s["seed"], s["first_differing_step"]) for s in trainer["seeds"]] == [(0, 1)], trainer
+        assert (cell.path / "hydra" / "attempt-0" / ".hydra" / "config.yaml").is_file()
+        merged = Path(read_model(cell.checkpoint_ref, CheckpointRef).path) / "model.safetensors"
+        weights[version] = merged.read_bytes()  # verl's FSDP -> HF merge, kept in the cell cache
+    assert weights["0.8.0"] != weights["0.9.1"]
+    (releases,) = read_model(run.comparison, ComparisonFile).comparisons
+    assert releases.trainer is not None and releases.trainer.verdict == "differs", releases.trainer
+    assert [(s.seed, s.first_differing_step) for s in releases.trainer.seeds] == [(0, 1)], releases.trainer
 
 
 def test_second_run_with_the_same_inputs_is_all_cached(deployment, api, first_run):
