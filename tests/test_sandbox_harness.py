@@ -12,6 +12,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -183,23 +184,29 @@ def test_names_of_walks_nested_code() -> None:
     assert {"check", "helper"} <= h.names_of(code)
 
 
+def exited(pid: int) -> int:
+    """Wait until the child has ended but leave it to be reaped, as A is when its channel closes."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    return pid
+
+
 def test_exit_text_and_candidate_status() -> None:
     pid = os.fork()
     if pid == 0:
         os._exit(3)
-    assert h.candidate_status(pid, 10, state := {}) == "candidate process exited with status 3"
+    assert h.candidate_status(exited(pid), 10, state := {}) == "candidate process exited with status 3"
     assert state == {}
     pid = os.fork()
     if pid == 0:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.kill(os.getpid(), signal.SIGXCPU)
         os._exit(0)
-    assert h.candidate_status(pid, 10, state) == "CPU time limit 10s exceeded" and state["timeout"]
+    assert h.candidate_status(exited(pid), 10, state) == "CPU time limit 10s exceeded" and state["timeout"]
     pid = os.fork()
     if pid == 0:
         os.kill(os.getpid(), signal.SIGTERM)
         os._exit(0)
-    assert h.candidate_status(pid, 10, {}) == "candidate process killed by SIGTERM"
+    assert h.candidate_status(exited(pid), 10, {}) == "candidate process killed by SIGTERM"
     pid = os.fork()
     if pid == 0:
         os._exit(1)
@@ -210,6 +217,16 @@ def test_exit_text_and_candidate_status() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     assert h.exit_text(status) == "killed by SIGKILL"
+
+
+def test_a_candidate_alive_after_closing_its_channel_is_killed_and_reaped() -> None:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    assert h.candidate_status(pid, 10, {}, grace_s=0.2) == "candidate process closed the harness channel"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def test_count_tasks_counts_this_process() -> None:

@@ -22,6 +22,7 @@ import sys
 import time
 
 MAX_MSG = 64 << 20
+EXIT_GRACE_S = 2.0  # how long a candidate that closed its channel may take to exit
 NO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc"}
 SIGKILL, SIGXCPU = _signal.SIGKILL, _signal.SIGXCPU
 SIGNAMES = {getattr(_signal, n): n for n in dir(_signal) if n.startswith("SIG") and "_" not in n}
@@ -236,14 +237,21 @@ class CandidateAbort(BaseException):
     """The candidate exited, was killed or broke the protocol: never swallowed by `except Exception`."""
 
 
-def candidate_status(pid, cpu_s, state):
-    """Reap A after its channel closed; returns a reason and flags a CPU-limit kill."""
-    for _ in range(50):
+def candidate_status(pid, cpu_s, state, grace_s=EXIT_GRACE_S):
+    """Reap A after its channel closed; returns a reason and flags a CPU-limit kill.
+
+    A closed channel means A is ending; one still alive ``grace_s`` (wall clock, so a loaded host gets the same
+    time) later closed it on purpose and is killed.
+    """
+    deadline = time.monotonic() + grace_s
+    while True:
         got, status, usage = os.wait4(pid, os.WNOHANG)
         if got:
             break
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.01)
-    else:
+    if not got:
         os.kill(pid, SIGKILL)
         os.wait4(pid, 0)
         return "candidate process closed the harness channel"
