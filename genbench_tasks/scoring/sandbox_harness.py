@@ -246,9 +246,7 @@ def candidate_status(pid, cpu_s, state, grace_s=EXIT_GRACE_S):
     deadline = time.monotonic() + grace_s
     while True:
         got, status, usage = os.wait4(pid, os.WNOHANG)
-        if got:
-            break
-        if time.monotonic() >= deadline:
+        if got or time.monotonic() >= deadline:
             break
         time.sleep(0.01)
     if not got:
